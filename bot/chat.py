@@ -1,0 +1,196 @@
+"""The core: one message in, one composed reply out. Knows nothing about Telegram or terminals.
+
+Order for every message: clean → red-flag check (always, first) → retrieval → compose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.corpus import Passage, load_passages
+from bot.retrieval import DataFileError, Hit, QueryAnalysis, Retriever, load_toml, section_suggestions
+from bot.safety import DEFAULT_EMERGENCY_NUMBER, Lexicon, RedFlag, default_lexicon, detect_red_flags
+from bot.text import clean_user_text
+
+DEFAULT_CORPUS_DIR = Path(__file__).resolve().parent.parent / "corpus"
+MAX_MESSAGE_CHARS = 2000
+# Red flags are looked for well beyond the part that is answered; past this, scanning would be slow.
+SAFETY_SCAN_CHARS = 100_000
+# Below this cosine similarity the best passage is not a real answer: decline.
+ANSWER_THRESHOLD = 0.12
+REQUIRED_MESSAGES = (
+    "preamble", "escalation", "answer_intro", "passage_heading", "decline", "urgent_no_answer",
+    "empty", "truncated", "corrections", "help",
+)
+
+
+@dataclass(frozen=True)
+class Messages:
+    """The fixed texts of bot/data/messages.toml."""
+
+    texts: dict[str, str]
+
+    @classmethod
+    def load(cls, source: str | Path = "messages.toml") -> Messages:
+        data = load_toml(source)
+        missing = [key for key in REQUIRED_MESSAGES if not isinstance(data.get(key), str) or not data[key].strip()]
+        if missing:
+            raise DataFileError(f"data file {source}: missing or empty text for {', '.join(missing)}")
+        return cls({key: value.strip() for key, value in data.items() if isinstance(value, str)})
+
+    def __getitem__(self, key: str) -> str:
+        return self.texts[key]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One paragraph of a reply; `kind` lets front ends style it (escalation, heading, passage, ...)."""
+
+    kind: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    question: str
+    preamble: str
+    escalation: str | None = None
+    red_flags: tuple[RedFlag, ...] = ()
+    notices: tuple[str, ...] = ()
+    intro: str | None = None
+    hits: tuple[Hit, ...] = ()
+    decline: str | None = None
+    suggestions: tuple[str, ...] = ()
+    analysis: QueryAnalysis | None = None
+    candidates: tuple[Hit, ...] = ()
+    passage_heading: str = "From “{section}”:"
+
+    @property
+    def urgent(self) -> bool:
+        return self.escalation is not None
+
+    @property
+    def answered(self) -> bool:
+        return bool(self.hits)
+
+    def blocks(self) -> list[Block]:
+        """The reply in reading order: escalation first, always whole, then the preamble."""
+        blocks = []
+        if self.escalation:
+            blocks.append(Block("escalation", self.escalation))
+        blocks.append(Block("preamble", self.preamble))
+        blocks.extend(Block("notice", notice) for notice in self.notices)
+        if self.intro:
+            blocks.append(Block("intro", self.intro))
+        for hit in self.hits:
+            blocks.append(Block("heading", self.passage_heading.format(section=hit.passage.section)))
+            blocks.append(Block("passage", hit.passage.text))
+        if self.decline:
+            blocks.append(Block("decline", self.decline))
+        return blocks
+
+    def text(self) -> str:
+        """Plain text, as the console and `ask` show it."""
+        parts: list[str] = []
+        for block in self.blocks():
+            if block.kind == "passage" and parts and parts[-1].startswith("From "):
+                parts[-1] = f"{parts[-1]}\n{block.text}"
+            else:
+                parts.append(block.text)
+        return "\n\n".join(parts)
+
+
+@dataclass
+class Conversation:
+    """What one chat has talked about so far (used for follow-up questions)."""
+
+    last_hits: tuple[Hit, ...] = ()
+    history: list[str] = field(default_factory=list)
+
+
+class Chatbot:
+    def __init__(
+        self,
+        passages: list[Passage],
+        *,
+        emergency_number: str = DEFAULT_EMERGENCY_NUMBER,
+        lexicon: Lexicon | None = None,
+        messages: Messages | None = None,
+        retriever: Retriever | None = None,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
+        answer_threshold: float = ANSWER_THRESHOLD,
+    ) -> None:
+        self.passages = passages
+        self.emergency_number = emergency_number
+        self.lexicon = lexicon or default_lexicon()
+        self.messages = messages or Messages.load()
+        self.retriever = retriever or Retriever(passages)
+        self.max_message_chars = max_message_chars
+        self.answer_threshold = answer_threshold
+
+    @classmethod
+    def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, **options) -> Chatbot:
+        return cls(load_passages(corpus_dir), **options)
+
+    def help_text(self) -> str:
+        return self.messages["help"].format(number=self.emergency_number)
+
+    def topics(self, limit: int = 6) -> list[str]:
+        return section_suggestions(self.passages, limit=limit)
+
+    def escalation_text(self, flags: list[RedFlag]) -> str:
+        return self.messages["escalation"].format(
+            flags=_join_labels([flag.label for flag in flags]), number=self.emergency_number
+        )
+
+    def reply(self, text: str, conversation: Conversation | None = None) -> Reply:
+        """Answer one message: red flags first, whatever retrieval finds."""
+        message = clean_user_text(text[:SAFETY_SCAN_CHARS] if text else "")
+        flags = detect_red_flags(message, self.lexicon)
+        escalation = self.escalation_text(flags) if flags else None
+        base = {
+            "preamble": self.messages["preamble"],
+            "escalation": escalation,
+            "red_flags": tuple(flags),
+            "passage_heading": self.messages["passage_heading"],
+        }
+        if not message:
+            return Reply(question="", notices=(self.messages["empty"],), **base)
+        notices = []
+        if len(message) > self.max_message_chars:
+            message = message[: self.max_message_chars]
+            notices.append(self.messages["truncated"].format(limit=self.max_message_chars))
+        result = self.retriever.search(message, limit=3)
+        if result.query.corrections:
+            pairs = ", ".join(f"“{typo}” as “{fixed}”" for typo, fixed in result.query.corrections.items())
+            notices.append(self.messages["corrections"].format(pairs=pairs))
+        if result.best_score < self.answer_threshold:
+            decline = (
+                self.messages["urgent_no_answer"]
+                if flags
+                else self.messages["decline"].format(topics="; ".join(self.topics()))
+            )
+            return Reply(
+                question=message, notices=tuple(notices), decline=decline,
+                analysis=result.query, candidates=result.hits, **base,
+            )
+        shown = result.hits[:1]
+        if conversation is not None:
+            conversation.last_hits = result.hits
+            conversation.history.append(message)
+        return Reply(
+            question=message,
+            notices=tuple(notices),
+            intro=self.messages["answer_intro"],
+            hits=shown,
+            analysis=result.query,
+            candidates=result.hits,
+            **base,
+        )
+
+
+def _join_labels(labels: list[str]) -> str:
+    if len(labels) <= 1:
+        return "".join(labels)
+    return ", ".join(labels[:-1]) + " and " + labels[-1]

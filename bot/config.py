@@ -1,0 +1,148 @@
+"""Settings from the environment and `.env`, and logging that never shows the bot token."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EMERGENCY_NUMBER_RE = re.compile(r"^\+?[0-9][0-9 -]{1,14}$")
+# Telegram bot tokens look like 123456789:AAE...; they appear in Bot API URLs after "/bot".
+TOKEN_RE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}")
+REDACTED = "<redacted>"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    telegram_token: str | None = None
+    api_base_url: str | None = None
+    emergency_number: str = "112"
+    log_level: str = "INFO"
+    log_user_text: bool = False
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    feedback_db: str | None = None
+
+    def require_token(self) -> str:
+        if not self.telegram_token:
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN is not set: put it in the environment or in .env (see .env.example)"
+            )
+        return self.telegram_token
+
+
+def read_environment(env: Mapping[str, str] | None = None, dotenv_path: Path | str | None = ".env") -> dict[str, str]:
+    """Variables from `.env` overlaid by the real environment (which wins)."""
+    merged: dict[str, str] = {}
+    if dotenv_path and Path(dotenv_path).is_file():
+        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    merged.update(os.environ if env is None else env)
+    return merged
+
+
+def _optional(values: Mapping[str, str], name: str) -> str | None:
+    value = values.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str | None = ".env") -> Settings:
+    values = read_environment(env, dotenv_path)
+    token = values.get("TELEGRAM_BOT_TOKEN")
+    if token is not None and token.strip() != token:
+        token = token.strip()
+    if token is not None and token and not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", token):
+        raise ConfigError("TELEGRAM_BOT_TOKEN does not look like a bot token (expected digits:letters)")
+
+    base_url = _optional(values, "TELEGRAM_API_BASE_URL")
+    if base_url:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                "TELEGRAM_API_BASE_URL must be an http(s) URL such as http://127.0.0.1:8081/bot"
+            )
+
+    number = _optional(values, "EMERGENCY_NUMBER") or "112"
+    if not EMERGENCY_NUMBER_RE.match(number):
+        raise ConfigError(f"EMERGENCY_NUMBER must be a phone number such as 112 or 911, got {number!r}")
+
+    level = (_optional(values, "LOG_LEVEL") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+
+    port_text = _optional(values, "TELEGRAM_WEBHOOK_PORT") or "8443"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"TELEGRAM_WEBHOOK_PORT must be a port number, got {port_text!r}")
+    webhook_url = _optional(values, "TELEGRAM_WEBHOOK_URL")
+    if webhook_url and urlsplit(webhook_url).scheme != "https":
+        raise ConfigError("TELEGRAM_WEBHOOK_URL must be an https URL")
+
+    return Settings(
+        telegram_token=token or None,
+        api_base_url=base_url,
+        emergency_number=number,
+        log_level=level,
+        log_user_text=_is_true(values.get("LOG_USER_TEXT")),
+        webhook_url=webhook_url,
+        webhook_secret=_optional(values, "TELEGRAM_WEBHOOK_SECRET"),
+        webhook_listen=_optional(values, "TELEGRAM_WEBHOOK_LISTEN") or "0.0.0.0",
+        webhook_port=int(port_text),
+        feedback_db=_optional(values, "FEEDBACK_DB"),
+    )
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Hide bot tokens (and any configured secret) in a log line."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return TOKEN_RE.sub(REDACTED, text)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats as usual, then removes tokens from the whole line, tracebacks included."""
+
+    def __init__(self, fmt: str, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__(fmt)
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "INFO", secrets: tuple[str, ...] = ()) -> None:
+    """Log to stderr through the redacting formatter; quiet the HTTP client's per-request lines."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT, secrets))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
+    noisy_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(noisy_level)

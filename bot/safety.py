@@ -1,0 +1,480 @@
+"""Red-flag detection, the safety preamble and the urgent-care escalation.
+
+Detection works clause by clause on folded text. A flag matches when one of its phrases (or all
+parts of one of its combinations) occurs in a clause, typos tolerated with rapidfuzz, and the
+match is not inside the scope of a negation (NegEx: a trigger word shortly before or after, with
+no scope terminator such as "but" in between). Stated temperatures are read with their unit and
+compared with the threshold. All phrases live in ``bot/data/red_flags.toml``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from rapidfuzz import fuzz, process
+
+from bot.retrieval import DataFileError, load_toml
+from bot.text import expand_contractions, fold, words
+
+FEVER_FLAG = "fever"
+DEFAULT_EMERGENCY_NUMBER = "112"
+
+# Clauses end at sentence punctuation, commas (but not decimal commas), brackets and dashes.
+CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—]+\s")
+# A number that may be a temperature, with an optional unit right after it.
+TEMPERATURE_RE = re.compile(
+    r"(?<![\d.,])(?P<value>\d{2,3}(?:[.,]\d{1,2})?)\s*"
+    r"(?P<unit>°\s*[cf]?|º\s*[cf]?|degrees?\s*(?:celsius|centigrade|fahrenheit|c|f)?|deg\s*[cf]?"
+    r"|celsius|centigrade|fahrenheit|c|f)?(?![a-z\d])"
+)
+TEMPERATURE_CONTEXT_RE = re.compile(r"\b(?:temp\w*|fever\w*|febrile|thermometer|pyrexia)\b")
+CELSIUS_RANGE = (34.0, 45.0)
+FAHRENHEIT_RANGE = (93.0, 113.0)
+# How far after a context word ("temp", "fever") a bare number is read as a temperature.
+CONTEXT_REACH_CHARS = 30
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """One position of a phrase: alternative words, each exact or a prefix ("numb*")."""
+
+    alternatives: tuple[tuple[str, bool], ...]
+
+    @classmethod
+    def parse(cls, raw: str) -> TokenSpec:
+        alternatives = []
+        for alternative in raw.split("|"):
+            is_prefix = alternative.endswith("*")
+            text = alternative.rstrip("*")
+            if not text:
+                raise ValueError(f"empty alternative in {raw!r}")
+            alternatives.append((text, is_prefix))
+        return cls(tuple(alternatives))
+
+
+Phrase = tuple[TokenSpec, ...]
+
+
+@dataclass(frozen=True)
+class FlagRule:
+    id: str
+    label: str
+    phrases: tuple[Phrase, ...]
+    combinations: tuple[tuple[Phrase, ...], ...] = ()
+    unless_before: tuple[tuple[str, ...], ...] = ()
+    unless_after: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class NegationRules:
+    window: int
+    before: tuple[tuple[str, ...], ...]
+    after: tuple[tuple[str, ...], ...]
+    pseudo: tuple[tuple[str, ...], ...]
+    terminators: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    """A recognised red flag: its id, its label for people, and the words that matched."""
+
+    id: str
+    label: str
+    evidence: str
+
+
+Alternative = tuple[str, bool]
+
+
+class WordMatcher:
+    """Which lexicon words a message word matches: exactly, by prefix, or as a typo (rapidfuzz)."""
+
+    def __init__(self, alternatives: set[Alternative], fuzzy_min_length: int, fuzzy_cutoff: float) -> None:
+        self.exact = frozenset(text for text, prefix in alternatives if not prefix)
+        self.prefixes_by_length: dict[int, frozenset[str]] = {}
+        for text, prefix in alternatives:
+            if prefix:
+                self.prefixes_by_length.setdefault(len(text), set()).add(text)  # type: ignore[union-attr]
+        self.prefixes_by_length = {n: frozenset(p) for n, p in self.prefixes_by_length.items()}
+        self.fuzzy_exact = sorted(t for t in self.exact if len(t) >= fuzzy_min_length)
+        self.fuzzy_prefixes = sorted(
+            t for n, group in self.prefixes_by_length.items() if n >= fuzzy_min_length for t in group
+        )
+        self.fuzzy_min_length = fuzzy_min_length
+        self.fuzzy_cutoff = fuzzy_cutoff
+        self._cache: dict[str, frozenset[Alternative]] = {}
+
+    def known(self, token: str) -> set[Alternative]:
+        found: set[Alternative] = {(token, False)} if token in self.exact else set()
+        for length, group in self.prefixes_by_length.items():
+            if len(token) >= length and token[:length] in group:
+                found.add((token[:length], True))
+        return found
+
+    def matches(self, token: str) -> frozenset[Alternative]:
+        cached = self._cache.get(token)
+        if cached is None:
+            cached = frozenset(self.known(token) or self._typos(token))
+            if len(self._cache) < 100_000:
+                self._cache[token] = cached
+        return cached
+
+    def _typos(self, token: str) -> set[Alternative]:
+        """Lexicon words this unknown word is a misspelling of; short words never are."""
+        if len(token) < self.fuzzy_min_length - 1:
+            return set()
+        found: set[Alternative] = {
+            (text, False)
+            for text, _, _ in process.extract(
+                token, self.fuzzy_exact, scorer=fuzz.ratio, score_cutoff=self.fuzzy_cutoff, limit=None
+            )
+        }
+        for text in self.fuzzy_prefixes:
+            starts = (token[: len(text)], token[: len(text) + 1])
+            if max(fuzz.ratio(start, text) for start in starts) >= self.fuzzy_cutoff:
+                found.add((text, True))
+        return found
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    flags: tuple[FlagRule, ...]
+    negation: NegationRules
+    max_gap: int = 3
+    fuzzy_min_length: int = 6
+    fuzzy_cutoff: float = 80.0
+    fever_threshold_celsius: float = 38.5
+    _index: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def labels(self) -> dict[str, str]:
+        return {rule.id: rule.label for rule in self.flags}
+
+    def all_phrases(self) -> list[Phrase]:
+        return [
+            phrase
+            for rule in self.flags
+            for phrase in (*rule.phrases, *(part for combo in rule.combinations for part in combo))
+        ]
+
+    @property
+    def words(self) -> WordMatcher:
+        if "words" not in self._index:
+            alternatives = {alt for phrase in self.all_phrases() for spec in phrase for alt in spec.alternatives}
+            self._index["words"] = WordMatcher(alternatives, int(self.fuzzy_min_length), self.fuzzy_cutoff)
+            specs_by_alternative: dict[Alternative, set[TokenSpec]] = {}
+            for phrase in self.all_phrases():
+                for spec in phrase:
+                    for alt in spec.alternatives:
+                        specs_by_alternative.setdefault(alt, set()).add(spec)
+            self._index["specs"] = specs_by_alternative
+        return self._index["words"]
+
+    def phrases_starting_with(self, spec: TokenSpec) -> list[tuple[str, int]]:
+        """(flag id, phrase index) of every phrase whose first position is this spec."""
+        if "by_first" not in self._index:
+            by_first: dict[TokenSpec, list[tuple[str, int]]] = {}
+            for rule in self.flags:
+                for index, phrase in enumerate(rule.phrases):
+                    by_first.setdefault(phrase[0], []).append((rule.id, index))
+            self._index["by_first"] = by_first
+        return self._index["by_first"].get(spec, [])
+
+    def token_specs(self, token: str) -> set[TokenSpec]:
+        """Every phrase position this message word can fill."""
+        matched = self.words.matches(token)
+        specs_by_alternative = self._index["specs"]
+        return {spec for alt in matched for spec in specs_by_alternative.get(alt, ())}
+
+
+def _phrase_words(raw: str) -> tuple[str, ...]:
+    return tuple(words(raw))
+
+
+def _parse_phrase(raw: object, where: str) -> Phrase:
+    if not isinstance(raw, str) or not raw.strip():
+        raise DataFileError(f"{where}: every phrase must be a non-empty string, got {raw!r}")
+    text = expand_contractions(fold(raw)).replace("-", " ")
+    tokens = [t for t in re.split(r"\s+", text) if t]
+    try:
+        specs = tuple(TokenSpec.parse(t) for t in tokens)
+    except ValueError as error:
+        raise DataFileError(f"{where}: {error}") from None
+    if not specs:
+        raise DataFileError(f"{where}: phrase {raw!r} has no words")
+    return specs
+
+
+def _string_list(table: dict, key: str, where: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise DataFileError(f"{where}: {key!r} must be a list of non-empty strings")
+    return value
+
+
+def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
+    """Build a Lexicon from parsed TOML, naming the file and entry in any error."""
+    flags_raw = data.get("flag")
+    if not isinstance(flags_raw, list) or not flags_raw:
+        raise DataFileError(f"data file {label}: needs at least one [[flag]] table")
+    rules = []
+    seen: set[str] = set()
+    for index, entry in enumerate(flags_raw, start=1):
+        where = f"data file {label}, flag #{index}"
+        if not isinstance(entry, dict):
+            raise DataFileError(f"{where}: must be a table")
+        flag_id, flag_label = entry.get("id"), entry.get("label")
+        if not isinstance(flag_id, str) or not flag_id or not isinstance(flag_label, str) or not flag_label:
+            raise DataFileError(f"{where}: needs a string 'id' and 'label'")
+        if flag_id in seen:
+            raise DataFileError(f"{where}: duplicate id {flag_id!r}")
+        seen.add(flag_id)
+        where = f"data file {label}, flag {flag_id!r}"
+        phrases = tuple(_parse_phrase(p, where) for p in _string_list(entry, "phrases", where))
+        combos_raw = entry.get("combinations", [])
+        if not isinstance(combos_raw, list) or not all(
+            isinstance(c, list) and len(c) >= 2 for c in combos_raw
+        ):
+            raise DataFileError(f"{where}: 'combinations' must be a list of lists of two or more phrases")
+        combinations = tuple(tuple(_parse_phrase(p, where) for p in combo) for combo in combos_raw)
+        if not phrases and not combinations:
+            raise DataFileError(f"{where}: needs 'phrases' or 'combinations'")
+        rules.append(
+            FlagRule(
+                id=flag_id,
+                label=flag_label,
+                phrases=phrases,
+                combinations=combinations,
+                unless_before=tuple(_phrase_words(p) for p in _string_list(entry, "unless_before", where)),
+                unless_after=tuple(_phrase_words(p) for p in _string_list(entry, "unless_after", where)),
+            )
+        )
+    negation_raw = data.get("negation", {})
+    where = f"data file {label}, [negation]"
+    if not isinstance(negation_raw, dict):
+        raise DataFileError(f"{where}: must be a table")
+    window = negation_raw.get("window", 5)
+    if not isinstance(window, int) or window < 1:
+        raise DataFileError(f"{where}: 'window' must be a positive integer")
+    negation = NegationRules(
+        window=window,
+        **{
+            key: tuple(_phrase_words(p) for p in _string_list(negation_raw, key, where))
+            for key in ("before", "after", "pseudo", "terminators")
+        },
+    )
+    settings = data.get("settings", {})
+    where = f"data file {label}, [settings]"
+    numbers = {}
+    for key in ("max_gap", "fuzzy_min_length", "fuzzy_cutoff", "fever_threshold_celsius"):
+        if key in settings:
+            value = settings[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise DataFileError(f"{where}: {key!r} must be a non-negative number")
+            numbers[key] = value
+    return Lexicon(flags=tuple(rules), negation=negation, **numbers)
+
+
+def load_lexicon(source: str | Path = "red_flags.toml") -> Lexicon:
+    return parse_lexicon(load_toml(source), str(source))
+
+
+@lru_cache(maxsize=1)
+def default_lexicon() -> Lexicon:
+    return load_lexicon()
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection
+
+
+def split_clauses(text: str) -> list[str]:
+    return [c for c in CLAUSE_SPLIT_RE.split(text) if c and c.strip()]
+
+
+def _find_sequence(tokens: list[str], sequence: tuple[str, ...], start: int, stop: int) -> list[int]:
+    """Start positions of an exact word sequence within tokens[start:stop]."""
+    n = len(sequence)
+    return [i for i in range(max(start, 0), min(stop, len(tokens)) - n + 1) if tuple(tokens[i : i + n]) == sequence]
+
+
+class _ClauseMatcher:
+    def __init__(self, lexicon: Lexicon, tokens: list[str]) -> None:
+        self.lexicon = lexicon
+        self.tokens = tokens
+        self.positions: dict[TokenSpec, list[int]] = {}
+        for position, token in enumerate(tokens):
+            for spec in lexicon.token_specs(token):
+                self.positions.setdefault(spec, []).append(position)
+        self.candidates: dict[str, list[int]] = {}
+        for spec in self.positions:
+            for flag_id, index in lexicon.phrases_starting_with(spec):
+                self.candidates.setdefault(flag_id, []).append(index)
+
+    def could_match(self, phrase: Phrase) -> bool:
+        return all(spec in self.positions for spec in phrase)
+
+    def find_phrase(self, phrase: Phrase) -> list[tuple[int, ...]]:
+        """Every match of a phrase: the token positions it used (in order, small gaps allowed)."""
+        if not self.could_match(phrase):
+            return []
+        found = []
+        reach = self.lexicon.max_gap + 1
+        for start in self.positions[phrase[0]]:
+            positions = [start]
+            for spec in phrase[1:]:
+                candidates = self.positions[spec]
+                i = bisect.bisect_right(candidates, positions[-1])
+                if i == len(candidates) or candidates[i] - positions[-1] > reach:
+                    break
+                positions.append(candidates[i])
+            else:
+                found.append(tuple(positions))
+        return found
+
+    def _sequence_before(self, position: int, options: Iterable[tuple[str, ...]], reach: int) -> bool:
+        return any(
+            _find_sequence(self.tokens, option, position - reach - len(option) + 1, position)
+            for option in options
+        )
+
+    def negated(self, span: tuple[int, ...]) -> bool:
+        """NegEx: is this match within a negation's scope in the clause?"""
+        rules = self.lexicon.negation
+        used = set(span)
+        first, last = min(span), max(span)
+
+        def occurrences(options: tuple[tuple[str, ...], ...], lo: int, hi: int) -> list[tuple[int, int]]:
+            hits = []
+            for option in options:
+                for i in _find_sequence(self.tokens, option, lo, hi):
+                    if not used.intersection(range(i, i + len(option))):
+                        hits.append((i, i + len(option)))
+            return hits
+
+        pseudo = occurrences(rules.pseudo, 0, len(self.tokens))
+        pseudo_positions = {p for a, b in pseudo for p in range(a, b)}
+        terminators = occurrences(rules.terminators, 0, len(self.tokens))
+
+        def terminated(lo: int, hi: int) -> bool:
+            return any(lo <= a and b <= hi for a, b in terminators)
+
+        for a, b in occurrences(rules.before, max(0, first - rules.window - 2), first):
+            if pseudo_positions.intersection(range(a, b)):
+                continue
+            if first - b <= rules.window and not terminated(b, first):
+                return True
+        for a, b in occurrences(rules.after, last + 1, last + 1 + rules.window + 3):
+            if pseudo_positions.intersection(range(a, b)):
+                continue
+            if a - last - 1 <= rules.window and not terminated(last + 1, a):
+                return True
+        return False
+
+    def excluded(self, rule: FlagRule, span: tuple[int, ...]) -> bool:
+        """A softening word right before ("mild headache") or a qualifier right after ("confused about")."""
+        first, last = min(span), max(span)
+        if self._sequence_before(first, rule.unless_before, reach=2):
+            return True
+        return any(
+            _find_sequence(self.tokens, option, last + 1, last + 1 + len(option)) for option in rule.unless_after
+        )
+
+    def rule_evidence(self, rule: FlagRule) -> str | None:
+        if not self.positions:
+            return None
+        for index in sorted(self.candidates.get(rule.id, ())):
+            for span in self.find_phrase(rule.phrases[index]):
+                if not self.excluded(rule, span) and not self.negated(span):
+                    return " ".join(self.tokens[min(span) : max(span) + 1])
+        for combination in rule.combinations:
+            spans = [self.find_phrase(part) for part in combination]
+            if not all(spans):
+                continue
+            positions = tuple(sorted({p for part_spans in spans for p in part_spans[0]}))
+            if not self.excluded(rule, positions) and not self.negated(positions):
+                return " ".join(self.tokens[i] for i in positions)
+        return None
+
+
+@dataclass(frozen=True)
+class TemperatureReading:
+    celsius: float
+    text: str
+
+
+def read_temperatures(clause: str) -> list[TemperatureReading]:
+    """Temperatures stated in a clause: numbers with a unit, or the first number after "temp"/"fever"."""
+    readings = []
+    context_ends = [m.end() for m in TEMPERATURE_CONTEXT_RE.finditer(clause)]
+    numbers = list(TEMPERATURE_RE.finditer(clause))
+    first_after_context = {
+        next((n.start() for n in numbers if 0 <= n.start() - end <= CONTEXT_REACH_CHARS), None)
+        for end in context_ends
+    }
+    for match in numbers:
+        unit = re.sub(r"\s+", "", match.group("unit") or "")
+        if not unit and match.start() not in first_after_context:
+            continue
+        celsius = _to_celsius(float(match.group("value").replace(",", ".")), unit)
+        if celsius is not None:
+            readings.append(TemperatureReading(celsius, match.group(0).strip()))
+    return readings
+
+
+def _in_range(value: float, bounds: tuple[float, float]) -> bool:
+    return bounds[0] <= value <= bounds[1]
+
+
+def _to_celsius(value: float, unit: str) -> float | None:
+    """Degrees Celsius from a reading; a missing unit is inferred from the number's range."""
+    if unit.endswith("f") or "fahrenheit" in unit:
+        return (value - 32) * 5 / 9 if _in_range(value, FAHRENHEIT_RANGE) else None
+    if _in_range(value, CELSIUS_RANGE):
+        return value
+    if _in_range(value, FAHRENHEIT_RANGE) and not (unit.endswith("c") and len(unit) == 1):
+        return (value - 32) * 5 / 9
+    return None
+
+
+def detect_red_flags(text: str, lexicon: Lexicon | None = None) -> list[RedFlag]:
+    """Every red flag in a message, in lexicon order, each with the words that showed it."""
+    lexicon = lexicon or default_lexicon()
+    folded = expand_contractions(fold(text)).replace("-", " ")
+    found: dict[str, str] = {}
+    for clause in split_clauses(folded):
+        for flag_id, evidence in clause_flags(lexicon, clause):
+            found.setdefault(flag_id, evidence)
+        if len(found) == len(lexicon.flags):
+            break
+    return [RedFlag(rule.id, rule.label, found[rule.id]) for rule in lexicon.flags if rule.id in found]
+
+
+def clause_flags(lexicon: Lexicon, clause: str) -> list[tuple[str, str]]:
+    """(flag id, evidence) for each flag shown in one clause; repeated clauses come from a cache."""
+    cache = lexicon._index.setdefault("clauses", {})
+    if clause in cache:
+        return cache[clause]
+    found = []
+    tokens = words(clause)
+    readings = read_temperatures(clause) if tokens else []
+    if readings:
+        hottest = max(readings, key=lambda r: r.celsius)
+        if hottest.celsius > lexicon.fever_threshold_celsius:
+            found.append((FEVER_FLAG, hottest.text))
+    if tokens:
+        matcher = _ClauseMatcher(lexicon, tokens)
+        for rule in lexicon.flags:
+            # A stated temperature decides about fever, whatever words surround it.
+            if rule.id == FEVER_FLAG and readings:
+                continue
+            evidence = matcher.rule_evidence(rule)
+            if evidence is not None:
+                found.append((rule.id, evidence))
+    if len(cache) < 10_000:
+        cache[clause] = found
+    return found

@@ -1,0 +1,55 @@
+"""Text normalisation shared by retrieval and safety."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+CONTRACTIONS = {
+    "can't": "can not",
+    "cannot": "can not",
+    "won't": "will not",
+    "n't": " not",
+}
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'"})
+_CONTROL_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
+
+
+def fold(text: str) -> str:
+    """Lowercase, strip accents, unify apostrophes and drop control and format characters."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
+    kept = (
+        " " if unicodedata.category(ch) in _CONTROL_CATEGORIES and ch not in "\n\t" else ch
+        for ch in decomposed
+        if not unicodedata.combining(ch)
+    )
+    return "".join(kept).casefold()
+
+
+# Negative contractions people type without the apostrophe ("cant", "didnt").
+BARE_NEGATIONS_RE = re.compile(
+    r"\b(ca|do|does|did|wo|could|would|should|is|are|was|were|has|have|had|must|need)nt\b"
+)
+
+
+def expand_contractions(text: str) -> str:
+    """Spell negative contractions out ("can't", "cant" → "can not"), so negation is one word."""
+    text = re.sub(r"\b(can't|cannot|won't)\b", lambda m: CONTRACTIONS[m.group(1)], text)
+    text = re.sub(r"(\w)n't\b", r"\1 not", text)
+    return BARE_NEGATIONS_RE.sub(
+        lambda m: {"ca": "can", "wo": "will"}.get(m.group(1), m.group(1)) + " not", text
+    )
+
+
+def words(text: str) -> list[str]:
+    """Folded word tokens, contractions expanded ("don't" → "do", "not")."""
+    return WORD_RE.findall(expand_contractions(fold(text)))
+
+
+def clean_user_text(text: str) -> str:
+    """User text made safe to echo: no control characters, whitespace collapsed."""
+    without_controls = "".join(
+        " " if unicodedata.category(ch) in _CONTROL_CATEGORIES else ch for ch in text
+    )
+    return re.sub(r"\s+", " ", without_controls).strip()

@@ -1,0 +1,80 @@
+"""Retrieval lands lay questions (with typos) on the passage that answers them, and declines off-topic ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.chat import Chatbot
+from bot.retrieval import Retriever
+
+# (question as people type it, a phrase the right passage contains)
+LAY_QUESTIONS = [
+    ("what medicines treat myasthenia gravis", "Proserin"),
+    ("mysthenia gravis symptoms", "chronic autoimmune neuromuscular"),
+    ("what is lou gehrigs disease", "motor neuron disease that leads"),
+    ("what is ALS", "motor neuron disease that leads"),
+    ("guilian bare", "GBS is a disease"),
+    ("can a pinched nerve make my arm weak", "Nerve compression can occur"),
+    ("do leeches help a pinched nerve", "hirudotherapy"),
+    ("slipped disc weakness", "intervertebral hernia"),
+    ("broken wrist weak hand", "Fractures, muscle and ligament sprains"),
+    ("pins and needles in my fingers after typing", "repetitive movements"),
+    ("what is a strok", "sudden death brain cells"),
+    ("polymyositis", "quite rare inflammatory disease"),
+    ("parsonage turner syndrome", "Parsonage-Turner syndrome - enough rare"),
+    ("monomelic amyotrophy", "progressive disease of motor neurons"),
+    ("when should i go to the doctor straight away", "urgently seek medical help"),
+    ("my legs are weak why", "sciatica, diabetes"),
+    ("why are my arms weak", "arthritis, osteochondrosis"),
+    ("muscles tired after gym", "overwork, excessive physical activity"),
+    ("can muscle weakness be cured", "depends solely on what caused it"),
+    ("who treats muscle weakness neurologist", "neurologist"),
+    ("vitamin deficiency muscle weakness", "vitamin"),
+    ("diabetes and weak legs", "diabetes"),
+    ("thyroid problem muscle weakness", "thyroid"),
+    ("difficulty climbing stairs", "walk up stairs"),
+]
+# Minimum share of LAY_QUESTIONS answered by the right passage at rank 1 and within the top 3.
+MIN_HIT_AT_1 = 0.6
+MIN_HIT_AT_3 = 0.8
+
+OFF_TOPIC = [
+    "how do I bake bread",
+    "how to fix my car",
+    "tax return deadline",
+    "python programming tutorial",
+    "who won the football match",
+]
+
+
+def rank_of(retriever: Retriever, question: str, phrase: str) -> int | None:
+    hits = retriever.search(question, limit=3).hits
+    return next((i + 1 for i, h in enumerate(hits) if phrase.lower() in h.passage.text.lower()), None)
+
+
+def test_lay_questions_land_on_the_right_passage(chatbot: Chatbot) -> None:
+    ranks = [rank_of(chatbot.retriever, q, phrase) for q, phrase in LAY_QUESTIONS]
+    at_1 = sum(r == 1 for r in ranks) / len(ranks)
+    at_3 = sum(r is not None for r in ranks) / len(ranks)
+    misses = [q for (q, _), r in zip(LAY_QUESTIONS, ranks) if r != 1]
+    assert at_1 >= MIN_HIT_AT_1, f"hit@1 {at_1:.2f}; misses: {misses}"
+    assert at_3 >= MIN_HIT_AT_3, f"hit@3 {at_3:.2f}; misses: {misses}"
+
+
+@pytest.mark.parametrize("question", OFF_TOPIC)
+def test_off_topic_questions_are_declined(chatbot: Chatbot, question: str) -> None:
+    reply = chatbot.reply(question)
+    assert not reply.answered
+    assert not reply.hits
+    assert "I can only answer questions about muscle weakness" in reply.text()
+    assert "Myasthenia gravis" in reply.text() or "Nerve compression" in reply.text()
+
+
+def test_typos_are_corrected_against_the_corpus(chatbot: Chatbot) -> None:
+    analysis = chatbot.retriever.analyse("mysthenia gravis")
+    assert analysis.corrections == {"mysthenia": "myasthenia"}
+
+
+def test_lay_synonyms_expand_to_corpus_terms(chatbot: Chatbot) -> None:
+    analysis = chatbot.retriever.analyse("do leeches help")
+    assert "hirudotherapy" in analysis.expansions

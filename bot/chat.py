@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from bot.corpus import Passage, load_passages
 from bot.retrieval import DataFileError, Hit, QueryAnalysis, Retriever, load_toml, section_suggestions
@@ -21,7 +22,7 @@ SAFETY_SCAN_CHARS = 100_000
 ANSWER_THRESHOLD = 0.12
 REQUIRED_MESSAGES = (
     "preamble", "escalation", "answer_intro", "passage_heading", "decline", "urgent_no_answer",
-    "empty", "truncated", "corrections", "help",
+    "empty", "truncated", "corrections", "help", "no_more",
 )
 
 
@@ -103,10 +104,18 @@ class Reply:
 
 @dataclass
 class Conversation:
-    """What one chat has talked about so far (used for follow-up questions)."""
+    """What one chat has talked about so far (used for follow-up questions and "more")."""
 
     last_hits: tuple[Hit, ...] = ()
+    shown: int = 0
+    last_question: str = ""
     history: list[str] = field(default_factory=list)
+
+
+class FeedbackSink(Protocol):
+    """Where operator feedback goes (see bot/feedback.py); holds no user ids."""
+
+    def record(self, kind: str, question: str, passage_ids: list[str]) -> None: ...
 
 
 class Chatbot:
@@ -120,6 +129,7 @@ class Chatbot:
         retriever: Retriever | None = None,
         max_message_chars: int = MAX_MESSAGE_CHARS,
         answer_threshold: float = ANSWER_THRESHOLD,
+        feedback: FeedbackSink | None = None,
     ) -> None:
         self.passages = passages
         self.emergency_number = emergency_number
@@ -128,6 +138,7 @@ class Chatbot:
         self.retriever = retriever or Retriever(passages)
         self.max_message_chars = max_message_chars
         self.answer_threshold = answer_threshold
+        self.feedback = feedback
 
     @classmethod
     def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, **options) -> Chatbot:
@@ -178,16 +189,48 @@ class Chatbot:
         shown = result.hits[:1]
         if conversation is not None:
             conversation.last_hits = result.hits
+            conversation.shown = len(shown)
+            conversation.last_question = message
             conversation.history.append(message)
+        if not flags and self.feedback is not None and not shown:
+            self.feedback.record("declined", message, [])
         return Reply(
             question=message,
             notices=tuple(notices),
             intro=self.messages["answer_intro"],
             hits=shown,
+            suggestions=self.related_sections(shown[0].passage.section, result.hits),
             analysis=result.query,
             candidates=result.hits,
             **base,
         )
+
+    def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:
+        """Other sections worth offering after an answer: the runners-up first."""
+        titles = [hit.passage.section for hit in hits] + [p.section for p in self.passages]
+        return tuple([t for t in dict.fromkeys(titles) if t != section][:limit])
+
+    def more(self, conversation: Conversation) -> Reply:
+        """The next-best passage for the last question, or a polite note that there is none."""
+        base = {"preamble": self.messages["preamble"], "passage_heading": self.messages["passage_heading"]}
+        remaining = conversation.last_hits[conversation.shown :]
+        if not remaining:
+            return Reply(question=conversation.last_question, notices=(self.messages["no_more"],), **base)
+        conversation.shown += 1
+        return Reply(
+            question=conversation.last_question,
+            intro=self.messages["answer_intro"],
+            hits=remaining[:1],
+            candidates=conversation.last_hits,
+            **base,
+        )
+
+    def record_feedback(self, rating: str, question: str, passage_ids: list[str]) -> bool:
+        """Store a 👍/👎 rating when the operator opted in; returns whether it was stored."""
+        if self.feedback is None:
+            return False
+        self.feedback.record(rating, question, passage_ids)
+        return True
 
 
 def _join_labels(labels: list[str]) -> str:

@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_chatbot(args: argparse.Namespace, settings: Settings) -> Chatbot:
-    return Chatbot.from_corpus(args.corpus, emergency_number=settings.emergency_number)
+    return Chatbot.from_corpus(
+        args.corpus, emergency_number=settings.emergency_number, max_message_chars=settings.max_message_chars
+    )
 
 
 def run_console_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,7 +69,7 @@ def run_console_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_telegram_command(args: argparse.Namespace, settings: Settings) -> int:
-    settings.require_token()
+    settings.check_telegram()
     from bot.frontends.telegram import run_telegram
 
     return run_telegram(load_chatbot(args, settings), settings, webhook_url=args.webhook)

@@ -20,6 +20,8 @@ MAX_MESSAGE_CHARS = 2000
 SAFETY_SCAN_CHARS = 100_000
 # Below this cosine similarity the best passage is not a real answer: decline.
 ANSWER_THRESHOLD = 0.12
+# The typo note lists at most this many corrections, so replies stay short.
+MAX_CORRECTIONS_SHOWN = 5
 REQUIRED_MESSAGES = (
     "preamble", "escalation", "answer_intro", "passage_heading", "decline", "urgent_no_answer",
     "empty", "truncated", "corrections", "help", "no_more",
@@ -174,7 +176,8 @@ class Chatbot:
             notices.append(self.messages["truncated"].format(limit=self.max_message_chars))
         result = self.retriever.search(message, limit=3)
         if result.query.corrections:
-            pairs = ", ".join(f"“{typo}” as “{fixed}”" for typo, fixed in result.query.corrections.items())
+            shown_corrections = list(result.query.corrections.items())[:MAX_CORRECTIONS_SHOWN]
+            pairs = ", ".join(f"“{typo[:40]}” as “{fixed}”" for typo, fixed in shown_corrections)
             notices.append(self.messages["corrections"].format(pairs=pairs))
         if result.best_score < self.answer_threshold:
             decline = (

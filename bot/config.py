@@ -15,7 +15,7 @@ from dotenv import dotenv_values
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EMERGENCY_NUMBER_RE = re.compile(r"^\+?[0-9][0-9 -]{1,14}$")
 # Telegram bot tokens look like 123456789:AAE...; they appear in Bot API URLs after "/bot".
-TOKEN_RE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{20,}")
+TOKEN_RE = re.compile(r"(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]{20,}")
 REDACTED = "<redacted>"
 
 
@@ -35,13 +35,30 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     feedback_db: str | None = None
+    max_message_chars: int = 2000
 
     def require_token(self) -> str:
+        """The bot token, checked; raises ConfigError naming TELEGRAM_BOT_TOKEN."""
         if not self.telegram_token:
             raise ConfigError(
-                "TELEGRAM_BOT_TOKEN is not set: put it in the environment or in .env (see .env.example)"
+                "TELEGRAM_BOT_TOKEN is missing or blank: put it in the environment or in .env (see .env.example)"
             )
+        if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", self.telegram_token):
+            raise ConfigError("TELEGRAM_BOT_TOKEN does not look like a bot token (expected digits:letters)")
         return self.telegram_token
+
+    def check_telegram(self) -> None:
+        """Everything `python -m bot telegram` needs; raises ConfigError naming the variable."""
+        self.require_token()
+        if self.api_base_url:
+            parts = urlsplit(self.api_base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(
+                    "TELEGRAM_API_BASE_URL must be an http(s) URL such as http://127.0.0.1:8081/bot, "
+                    f"got {self.api_base_url!r}"
+                )
+        if self.webhook_url and (urlsplit(self.webhook_url).scheme != "https" or not urlsplit(self.webhook_url).hostname):
+            raise ConfigError(f"TELEGRAM_WEBHOOK_URL must be an https URL, got {self.webhook_url!r}")
 
 
 def read_environment(env: Mapping[str, str] | None = None, dotenv_path: Path | str | None = ".env") -> dict[str, str]:
@@ -60,19 +77,8 @@ def _optional(values: Mapping[str, str], name: str) -> str | None:
 
 def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str | None = ".env") -> Settings:
     values = read_environment(env, dotenv_path)
-    token = values.get("TELEGRAM_BOT_TOKEN")
-    if token is not None and token.strip() != token:
-        token = token.strip()
-    if token is not None and token and not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", token):
-        raise ConfigError("TELEGRAM_BOT_TOKEN does not look like a bot token (expected digits:letters)")
-
+    token = (values.get("TELEGRAM_BOT_TOKEN") or "").strip()
     base_url = _optional(values, "TELEGRAM_API_BASE_URL")
-    if base_url:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(
-                "TELEGRAM_API_BASE_URL must be an http(s) URL such as http://127.0.0.1:8081/bot"
-            )
 
     number = _optional(values, "EMERGENCY_NUMBER") or "112"
     if not EMERGENCY_NUMBER_RE.match(number):
@@ -86,8 +92,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"TELEGRAM_WEBHOOK_PORT must be a port number, got {port_text!r}")
     webhook_url = _optional(values, "TELEGRAM_WEBHOOK_URL")
-    if webhook_url and urlsplit(webhook_url).scheme != "https":
-        raise ConfigError("TELEGRAM_WEBHOOK_URL must be an https URL")
+
+    max_chars_text = _optional(values, "MAX_MESSAGE_CHARS") or "2000"
+    if not max_chars_text.isdigit() or not 50 <= int(max_chars_text) <= 10_000:
+        raise ConfigError(f"MAX_MESSAGE_CHARS must be a whole number from 50 to 10000, got {max_chars_text!r}")
 
     return Settings(
         telegram_token=token or None,
@@ -100,6 +108,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
         webhook_listen=_optional(values, "TELEGRAM_WEBHOOK_LISTEN") or "0.0.0.0",
         webhook_port=int(port_text),
         feedback_db=_optional(values, "FEEDBACK_DB"),
+        max_message_chars=int(max_chars_text),
     )
 
 

@@ -8,12 +8,12 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import charset_normalizer
 from rapidfuzz import fuzz
 
 log = logging.getLogger(__name__)
 
 CORPUS_SUFFIXES = (".txt", ".md")
-FALLBACK_ENCODINGS = ("cp1252", "cp1251", "latin-1")
 MIN_PASSAGE_CHARS = 200
 MAX_PASSAGE_CHARS = 700
 MAX_HEADING_CHARS = 100
@@ -101,10 +101,8 @@ def list_corpus_files(folder: Path) -> list[Path]:
 
 def read_text_file(path: Path) -> str | None:
     """Decode a file as UTF-8, falling back with a warning; None (with a warning) when unusable."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        log.warning("skipping %s: cannot read it (%s)", path, error.strerror or error)
+    raw = read_stable_bytes(path)
+    if raw is None:
         return None
     if looks_binary(raw):
         log.warning("skipping %s: it looks like a binary file", path)
@@ -116,6 +114,23 @@ def read_text_file(path: Path) -> str | None:
     return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
+def read_stable_bytes(path: Path, attempts: int = 3) -> bytes | None:
+    """The file's bytes, read again if it changed while being read; None (with a warning) if unreadable."""
+    raw = b""
+    for _ in range(attempts):
+        try:
+            before = path.stat()
+            raw = path.read_bytes()
+            after = path.stat()
+        except OSError as error:
+            log.warning("skipping %s: cannot read it (%s)", path, error.strerror or error)
+            return None
+        if (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size) == (after.st_mtime_ns, len(raw)):
+            return raw
+    log.warning("%s kept changing while it was read; using the last version read", path)
+    return raw
+
+
 def looks_binary(raw: bytes) -> bool:
     sample = raw[:8192]
     if b"\x00" in sample:
@@ -125,18 +140,14 @@ def looks_binary(raw: bytes) -> bool:
 
 
 def decode_with_fallback(raw: bytes, path: Path) -> str:
-    """Pick the fallback encoding whose result has the most letters; warn about it."""
-    best_text, best_encoding, best_letters = "", "latin-1", -1
-    for encoding in FALLBACK_ENCODINGS:
-        try:
-            candidate = raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        letters = sum(ch.isalpha() for ch in candidate)
-        if letters > best_letters:
-            best_text, best_encoding, best_letters = candidate, encoding, letters
-    log.warning("%s is not valid UTF-8; read it as %s", path, best_encoding)
-    return best_text
+    """Detect the encoding of non-UTF-8 text with charset-normalizer; warn about it."""
+    best = charset_normalizer.from_bytes(raw).best()
+    if best is None:
+        encoding, text = "latin-1", raw.decode("latin-1")
+    else:
+        encoding, text = best.encoding, str(best)
+    log.warning("%s is not valid UTF-8; read it as %s", path, encoding)
+    return text
 
 
 def split_into_passages(text: str, source: str) -> list[Passage]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import snowballstemmer
 from rapidfuzz import fuzz, process
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
-from bot.corpus import Passage
+from bot.corpus import CorpusError, Passage
 from bot.text import fold, words
 
 # Words that carry meaning for symptoms even though sklearn lists them as stop words.
@@ -24,6 +25,8 @@ MIN_CORRECTABLE_LENGTH = 4
 SHORT_WORD_LENGTH = 5
 TYPO_CUTOFF = 80.0
 SHORT_WORD_TYPO_CUTOFF = 85.0
+# A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
+DATA_DIR_VARIABLE = "BOT_DATA_DIR"
 
 
 class DataFileError(Exception):
@@ -61,7 +64,11 @@ class SearchResult:
 
 
 def load_toml(name_or_path: str | Path) -> dict:
-    """Load a TOML data file: a bare name is read from the package's data folder."""
+    """Load a TOML data file: a bare name is read from BOT_DATA_DIR if it has it, else the package."""
+    override_dir = os.environ.get(DATA_DIR_VARIABLE, "").strip()
+    if override_dir and isinstance(name_or_path, str) and "/" not in name_or_path:
+        if (Path(override_dir) / name_or_path).is_file():
+            name_or_path = Path(override_dir) / name_or_path
     try:
         if isinstance(name_or_path, Path) or "/" in str(name_or_path):
             path = Path(name_or_path)
@@ -121,7 +128,10 @@ class Retriever:
         self.vectorizer = TfidfVectorizer(
             analyzer=self.analyzer, sublinear_tf=True, dtype=np.float32
         )
-        self.matrix = self.vectorizer.fit_transform(p.search_text() for p in passages)
+        try:
+            self.matrix = self.vectorizer.fit_transform(p.search_text() for p in passages)
+        except ValueError:  # nothing but stop words, numbers or symbols
+            raise CorpusError("the corpus has no words to index (only stop words, numbers or symbols)") from None
         self.vocabulary = self.vectorizer.vocabulary_
         self._feature_names = self.vectorizer.get_feature_names_out()
         self.known_words = self._known_words()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+WORD_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # letters and digits of any script
 CONTRACTIONS = {
     "can't": "can not",
     "cannot": "can not",

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from bot.bench import add_arguments as add_bench_arguments
 from bot.chat import DEFAULT_CORPUS_DIR, Chatbot, Conversation, Reply
 from bot.config import ConfigError, Settings, load_settings, setup_logging
 from bot.corpus import CorpusError
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object per question per line")
     ask.add_argument("--session", action="store_true", help="treat all questions as one conversation")
     ask.add_argument("questions", nargs="*", metavar="QUESTION")
+    bench = commands.add_parser("bench", parents=[common], help="measure speed and memory against bm25s")
+    add_bench_arguments(bench)
     return parser
 
 
@@ -121,7 +124,14 @@ def run_ask_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.bench import run_bench
+
+    return run_bench(args)
+
+
 COMMANDS = {
+    "bench": run_bench_command,
     "console": run_console_command,
     "telegram": run_telegram_command,
     "ask": run_ask_command,

@@ -6,9 +6,11 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import charset_normalizer
+import numpy as np
 from rapidfuzz import fuzz
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,9 @@ MAX_HEADING_CHARS = 100
 MAX_HEADING_WORDS = 12
 NEAR_DUPLICATE_RATIO = 75.0
 NEAR_DUPLICATE_MIN_LENGTH_RATIO = 0.4
+# Up to this many passages every pair is compared; above it, MinHash proposes the pairs.
+EXHAUSTIVE_DEDUP_LIMIT = 3000
+NON_WORD_RE = re.compile(r"[^\w\s]")
 
 BULLET_RE = re.compile(r"^\s*(?:[•\-*–·▪●]|\d{1,2}[.)])\s+")
 MARKDOWN_HEADING_RE = re.compile(r"^\s{0,3}#{1,6}\s+")
@@ -296,19 +301,65 @@ def _pack(units: list[_Unit]) -> list[tuple[str, str]]:
 
 
 def merge_near_duplicates(passages: list[Passage], threshold: float = NEAR_DUPLICATE_RATIO) -> list[Passage]:
-    """Merge passages that say the same thing twice: the longer text stays, both sections are kept."""
-    kept: list[Passage] = []
-    for passage in passages:
-        match = next((i for i, other in enumerate(kept) if are_near_duplicates(passage, other, threshold)), None)
+    """Merge passages that say the same thing twice: the longer text stays, both sections are kept.
+
+    Small corpora compare every pair; large ones compare only the pairs that MinHash (LSH over
+    word sets) proposes, which finds the same near-duplicates in near-linear time.
+    """
+    if len(passages) <= EXHAUSTIVE_DEDUP_LIMIT:
+        candidates = {j: list(range(j)) for j in range(len(passages))}
+    else:
+        candidates = _minhash_candidates(passages)
+    kept: dict[int, Passage] = {}
+    merged_into: dict[int, int] = {}
+    for j, passage in enumerate(passages):
+        match = next(
+            (
+                root
+                for i in candidates.get(j, ())
+                if (root := merged_into.get(i, i)) in kept and are_near_duplicates(passage, kept[root], threshold)
+            ),
+            None,
+        )
         if match is None:
-            kept.append(passage)
+            kept[j] = passage
             continue
+        merged_into[j] = match
         original = kept[match]
         longer = passage if len(passage.text) > len(original.text) else original
         sections = dict.fromkeys((original.section, *original.also_in, passage.section, *passage.also_in))
         sections.pop(original.section)
         kept[match] = Passage(original.id, longer.source, original.section, longer.text, tuple(sections))
-    return kept
+    return list(kept.values())
+
+
+def _minhash_candidates(passages: list[Passage], bands: int = 8, rows: int = 3, max_bucket: int = 20) -> dict[int, list[int]]:
+    """Earlier passages that share a MinHash band with each passage (likely near-duplicates)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vectorizer = CountVectorizer(binary=True, token_pattern=r"(?u)\b\w\w\w+\b", dtype=np.uint8)
+    matrix = vectorizer.fit_transform(_normalise_for_comparison(p.text) for p in passages).tocsr()
+    matrix.sort_indices()
+    rng = np.random.default_rng(20261125)
+    n_features = matrix.shape[1]
+    starts = matrix.indptr[:-1]
+    empty = np.diff(matrix.indptr) == 0
+    signatures = np.empty((bands * rows, len(passages)), dtype=np.int64)
+    for k in range(bands * rows):
+        permutation = rng.permutation(n_features)
+        values = permutation[matrix.indices] if matrix.nnz else np.empty(0, dtype=np.int64)
+        minima = np.minimum.reduceat(values, np.minimum(starts, max(matrix.nnz - 1, 0))) if matrix.nnz else values
+        signatures[k] = np.where(empty, -1 - np.arange(len(passages)), minima)
+    candidates: dict[int, set[int]] = {}
+    for band in range(bands):
+        keys = signatures[band * rows : (band + 1) * rows].T
+        buckets: dict[bytes, list[int]] = {}
+        for j, key in enumerate(keys):
+            buckets.setdefault(key.tobytes(), []).append(j)
+        for members in buckets.values():
+            for position, j in enumerate(members[1:max_bucket], start=1):
+                candidates.setdefault(j, set()).update(members[:position])
+    return {j: sorted(found) for j, found in candidates.items()}
 
 
 def are_near_duplicates(a: Passage, b: Passage, threshold: float = NEAR_DUPLICATE_RATIO) -> bool:
@@ -321,8 +372,9 @@ def are_near_duplicates(a: Passage, b: Passage, threshold: float = NEAR_DUPLICAT
     return bool(score)
 
 
+@lru_cache(maxsize=8192)
 def _normalise_for_comparison(text: str) -> str:
-    return re.sub(r"[^\w\s]", " ", text.casefold())
+    return NON_WORD_RE.sub(" ", text.casefold())
 
 
 def section_titles(passages: list[Passage]) -> list[str]:

@@ -35,6 +35,7 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     feedback_db: str | None = None
+    startup_attempts: int = 6
 
     def require_token(self) -> str:
         if not self.telegram_token:
@@ -89,6 +90,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
     if webhook_url and urlsplit(webhook_url).scheme != "https":
         raise ConfigError("TELEGRAM_WEBHOOK_URL must be an https URL")
 
+    attempts_text = _optional(values, "TELEGRAM_STARTUP_ATTEMPTS") or "6"
+    if not attempts_text.isdigit() or not 1 <= int(attempts_text) <= 100:
+        raise ConfigError(f"TELEGRAM_STARTUP_ATTEMPTS must be a number from 1 to 100, got {attempts_text!r}")
+
     return Settings(
         telegram_token=token or None,
         api_base_url=base_url,
@@ -100,6 +105,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
         webhook_listen=_optional(values, "TELEGRAM_WEBHOOK_LISTEN") or "0.0.0.0",
         webhook_port=int(port_text),
         feedback_db=_optional(values, "FEEDBACK_DB"),
+        startup_attempts=int(attempts_text),
     )
 
 

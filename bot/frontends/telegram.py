@@ -659,14 +659,14 @@ def _interrupt(signum: int, frame: object) -> None:
 def run_telegram(
     chatbot: Chatbot, settings: Settings, webhook_url: str | None = None, *,
     listen: str | None = None, port: int | None = None,
-    startup_attempts: int = STARTUP_ATTEMPTS, startup_delay: float = STARTUP_FIRST_DELAY,
+    startup_attempts: int | None = None, startup_delay: float = STARTUP_FIRST_DELAY,
 ) -> int:
     """Run until SIGINT or SIGTERM (exit code 0). Polling unless a webhook URL is given."""
     webhook_url = webhook_url or settings.webhook_url
     options = webhook_options(settings, webhook_url, listen, port) if webhook_url else None
     logprivacy.install(settings.log_user_text, (settings.telegram_token or "", options.secret_token if options else ""))
     signal.signal(signal.SIGTERM, _interrupt)  # until PTB installs its own handlers
-    asyncio.run(wait_for_bot_api(settings, startup_attempts, startup_delay))
+    asyncio.run(wait_for_bot_api(settings, startup_attempts or settings.startup_attempts, startup_delay))
     application = build_application(chatbot, settings)
     asyncio.set_event_loop(asyncio.new_event_loop())
     if options is None:

@@ -18,6 +18,7 @@ import contextlib
 import enum
 import logging
 import time
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
@@ -220,7 +221,9 @@ class FloodControlLimiter(BaseRateLimiter[int]):
                     logger.error("flood control: giving up after %d retries", max_retries)
                     raise
                 self.retries += 1
-                wait = error.retry_after
+                with warnings.catch_warnings():  # PTB 22 warns that this becomes a timedelta
+                    warnings.simplefilter("ignore")
+                    wait = error.retry_after
                 seconds = wait.total_seconds() if hasattr(wait, "total_seconds") else float(wait)
                 self._paused_until = max(self._paused_until, self.clock() + seconds + 0.05)
                 logger.info("flood control: Telegram asked to wait %.1f s; retrying", seconds)

@@ -19,7 +19,7 @@ _SAFE_STRING = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}|https?://[^\s?#]+|HTTP/
 
 
 def _safe(value: object) -> bool:
-    if value is None or isinstance(value, (bool, float)):
+    if value is None or isinstance(value, (bool, float, type)):
         return True
     if isinstance(value, int):
         return abs(value) < 100_000  # status codes, counts; not chat or user ids

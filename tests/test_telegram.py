@@ -517,3 +517,30 @@ def test_wait_for_bot_api_backs_off_and_rejects_a_bad_token() -> None:
         settings = Settings(telegram_token=TOKEN, api_base_url=f"{api.url}/bot")
         with pytest.raises(tg.BotAPIUnreachable, match="rejected TELEGRAM_BOT_TOKEN"):
             asyncio.run(tg.wait_for_bot_api(settings, attempts=3, first_delay=0.05))
+
+
+# --------------------------------------------------------------------------------------------
+# Property: whatever a user sends, every message is one Telegram accepts
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_any_input_gives_messages_telegram_accepts(chatbot: Chatbot) -> None:
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    markup = st.text(alphabet="<>&*_[]/ b\"';", max_size=200)
+    floods = st.sampled_from(["😀" * 5000, "\u0301" * 3000 + "a", "\u202e" * 100 + "weak legs", "1 2 3 " * 500,
+                              "the and of is " * 300, "x" * 1_000_000, "slurred speech & <b>fever</b> 40°C"])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.one_of(st.text(max_size=3000), markup, floods))
+    def check(text: str) -> None:
+        reply = chatbot.reply(text, Conversation())
+        parts = tg.reply_to_html_messages(reply)
+        assert parts
+        for part in parts:
+            assert utf16_length(part) <= 4096
+            assert parse_telegram_html(part).strip()
+        if reply.escalation:
+            assert parse_telegram_html(parts[0]).startswith(reply.escalation)
+
+    check()

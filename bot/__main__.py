@@ -33,7 +33,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("console", parents=[common], help="chat in the terminal")
     telegram = commands.add_parser("telegram", parents=[common], help="run the Telegram bot")
-    telegram.add_argument("--webhook", metavar="URL", help="use a webhook at this https URL instead of long polling")
+    telegram.add_argument(
+        "--webhook", metavar="URL",
+        help="use a webhook at this https URL instead of long polling (default: TELEGRAM_WEBHOOK_URL)",
+    )
+    telegram.add_argument("--listen", metavar="ADDRESS", help="webhook: address to listen on (default 0.0.0.0)")
+    telegram.add_argument("--port", type=int, metavar="PORT", help="webhook: port to listen on (default 8443)")
+    bench_telegram = commands.add_parser(
+        "bench-telegram", parents=[common],
+        help="replies/s of the Telegram front end against the fake Bot API (run from the repository root)",
+    )
+    bench_telegram.add_argument("--chats", type=int, default=100, help="chats sending at once (default 100)")
+    bench_telegram.add_argument("--messages", type=int, default=3, help="questions per chat (default 3)")
+    bench_telegram.add_argument(
+        "--limiter", choices=("sliding", "ptb"), default="sliding",
+        help="the bot's flood-control limiter, or PTB's AIORateLimiter for comparison",
+    )
     ask = commands.add_parser("ask", parents=[common], help="answer questions given as arguments or stdin lines")
     ask.add_argument("--json", action="store_true", help="print one JSON object per question per line")
     ask.add_argument("--session", action="store_true", help="treat all questions as one conversation")
@@ -73,9 +88,25 @@ def run_console_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_telegram_command(args: argparse.Namespace, settings: Settings) -> int:
     settings.check_telegram()
-    from bot.frontends.telegram import run_telegram
+    from bot.frontends.telegram import BotAPIUnreachable, run_telegram
 
-    return run_telegram(load_chatbot(args, settings), settings, webhook_url=args.webhook)
+    try:
+        return run_telegram(
+            load_chatbot(args, settings), settings, webhook_url=args.webhook, listen=args.listen, port=args.port
+        )
+    except BotAPIUnreachable as error:
+        raise CommandError(str(error)) from None
+
+
+def run_bench_telegram_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.frontends.telegram_bench import FakeUnavailable, run_benchmark
+
+    try:
+        result = run_benchmark(load_chatbot(args, settings), args.chats, args.messages, args.limiter)
+    except FakeUnavailable as error:
+        raise CommandError(str(error)) from None
+    print(result.line())
+    return 0 if result.lost == 0 else 1
 
 
 def questions_from(args: argparse.Namespace) -> Iterator[str]:
@@ -135,6 +166,7 @@ COMMANDS = {
     "console": run_console_command,
     "telegram": run_telegram_command,
     "ask": run_ask_command,
+    "bench-telegram": run_bench_telegram_command,
 }
 
 

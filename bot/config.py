@@ -36,6 +36,7 @@ class Settings:
     webhook_port: int = 8443
     feedback_db: str | None = None
     max_message_chars: int = 2000
+    startup_attempts: int = 6
 
     def require_token(self) -> str:
         """The bot token, checked; raises ConfigError naming TELEGRAM_BOT_TOKEN."""
@@ -97,6 +98,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
     if not max_chars_text.isdigit() or not 50 <= int(max_chars_text) <= 10_000:
         raise ConfigError(f"MAX_MESSAGE_CHARS must be a whole number from 50 to 10000, got {max_chars_text!r}")
 
+    attempts_text = _optional(values, "TELEGRAM_STARTUP_ATTEMPTS") or "6"
+    if not attempts_text.isdigit() or not 1 <= int(attempts_text) <= 100:
+        raise ConfigError(f"TELEGRAM_STARTUP_ATTEMPTS must be a number from 1 to 100, got {attempts_text!r}")
+
     return Settings(
         telegram_token=token or None,
         api_base_url=base_url,
@@ -109,6 +114,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
         webhook_port=int(port_text),
         feedback_db=_optional(values, "FEEDBACK_DB"),
         max_message_chars=int(max_chars_text),
+        startup_attempts=int(attempts_text),
     )
 
 

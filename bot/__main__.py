@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object per question per line")
     ask.add_argument("--session", action="store_true", help="treat all questions as one conversation")
     ask.add_argument("questions", nargs="*", metavar="QUESTION")
+    commands.add_parser("index", parents=[common], help="build (or refresh) the cached index of a corpus")
     bench = commands.add_parser("bench", parents=[common], help="measure speed and memory against bm25s")
     add_bench_arguments(bench)
     return parser
@@ -155,6 +157,32 @@ def run_ask_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Build the index cache with a progress bar (shown on a terminal), then say where it is."""
+    from tqdm import tqdm
+
+    from bot.index_cache import default_cache_root, load_or_build_index
+
+    bar: tqdm | None = None
+
+    def progress(stage: str, done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="passages", desc=stage, disable=None, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    started = time.perf_counter()
+    state = load_or_build_index(args.corpus, progress=progress)
+    if bar is not None:
+        bar.close()
+    action = "built" if bar is not None else "already up to date"
+    print(
+        f"index {action}: {len(state.passages)} passages from {args.corpus} "
+        f"in {time.perf_counter() - started:.1f} s (cache: {default_cache_root()})"
+    )
+    return 0
+
+
 def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bench import run_bench
 
@@ -163,6 +191,7 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
 
 COMMANDS = {
     "bench": run_bench_command,
+    "index": run_index_command,
     "console": run_console_command,
     "telegram": run_telegram_command,
     "ask": run_ask_command,

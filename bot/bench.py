@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,16 +63,37 @@ def sampled_questions(texts: list[str], count: int = 100, seed: int = 7) -> list
 # Workers (one process each, so that peak memory belongs to one engine)
 
 
-def worker_ours(corpus: Path, questions: list[str]) -> dict:
-    from bot.chat import Chatbot
+def worker_build(corpus: Path, questions: list[str]) -> dict:
+    """Read, split and merge the corpus, fit the index and save it to the cache."""
     from bot.corpus import load_passages
+    from bot.index_cache import corpus_fingerprint, default_cache_root, index_settings, save_index, state_to_files
+    from bot.retrieval import build_index_state
 
     started = time.perf_counter()
     passages = load_passages(corpus)
     loaded = time.perf_counter()
-    chatbot = Chatbot(passages)
+    state = build_index_state(passages)
     built = time.perf_counter()
-    questions = questions + sampled_questions([p.text for p in passages])
+    folder = default_cache_root() / corpus_fingerprint(corpus, index_settings())
+    save_index(folder, state.passages, *state_to_files(state))
+    return {
+        "passages": len(passages),
+        "load_s": loaded - started,
+        "build_s": built - loaded,
+        "save_s": time.perf_counter() - built,
+        "peak_mb": peak_memory_mb(),
+    }
+
+
+def worker_serve(corpus: Path, questions: list[str]) -> dict:
+    """Start from the cached index, then answer questions one at a time through the whole reply path."""
+    started = time.perf_counter()
+    from bot.chat import Chatbot
+
+    imported = time.perf_counter()
+    chatbot = Chatbot.from_corpus(corpus)
+    ready = time.perf_counter()
+    questions = questions + sampled_questions([p.text for p in chatbot.passages])
     timings = []
     for _ in range(TIMED_REPEATS):
         for question in questions:
@@ -78,9 +101,9 @@ def worker_ours(corpus: Path, questions: list[str]) -> dict:
             chatbot.reply(question).text()
             timings.append((time.perf_counter() - t0) * 1000)
     return {
-        "passages": len(passages),
-        "load_s": loaded - started,
-        "build_s": built - loaded,
+        "passages": len(chatbot.passages),
+        "import_s": imported - started,
+        "cached_start_s": ready - imported,
         "p50_ms": statistics.median(timings),
         "p95_ms": percentile(timings, 0.95),
         "peak_mb": peak_memory_mb(),
@@ -121,22 +144,22 @@ def worker_bm25(corpus: Path, questions: list[str]) -> dict:
     }
 
 
-def run_worker(engine: str, corpus: Path) -> dict:
+def run_worker(engine: str, corpus: Path, env: dict[str, str]) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "bot.bench", "worker", engine, str(corpus)],
-        capture_output=True, text=True, cwd=REPO,
+        capture_output=True, text=True, cwd=REPO, env=env,
     )
     if result.returncode != 0:
         raise RuntimeError(f"{engine} worker failed: {result.stderr.strip().splitlines()[-1:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def wall_time(command: list[str], repeats: int = 3) -> float:
+def wall_time(command: list[str], repeats: int = 3, env: dict[str, str] | None = None) -> float:
     """Median wall-clock seconds of a whole command, from process start to exit."""
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        subprocess.run(command, capture_output=True, cwd=REPO, check=False)
+        subprocess.run(command, capture_output=True, cwd=REPO, check=False, env=env)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -146,26 +169,31 @@ def wall_time(command: list[str], repeats: int = 3) -> float:
 
 
 def bench_scale(label: str, corpus: Path, out) -> dict:
+    """All figures for one corpus, each engine and phase in its own process, with a fresh cache."""
     print(f"\n== {label}: {corpus}", file=out, flush=True)
-    ours = run_worker("ours", corpus)
-    bm25 = run_worker("bm25", corpus)
-    index_command = [sys.executable, "-m", "bot", "index", "--corpus", str(corpus)]
-    has_index_command = subprocess.run(index_command, capture_output=True, cwd=REPO).returncode == 0
-    ask = [sys.executable, "-m", "bot", "ask", "--corpus", str(corpus), "why are my legs weak"]
-    start = wall_time(ask)
-    print(f"passages                 {ours['passages']}", file=out)
-    print(f"load + split + merge     {ours['load_s']:.2f} s", file=out)
-    print(f"index build              ours {ours['build_s']:.2f} s   bm25s {bm25['build_s']:.2f} s", file=out)
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        env = {**os.environ, "BOT_CACHE_DIR": cache}
+        build = run_worker("build", corpus, env)
+        serve = run_worker("serve", corpus, env)
+        bm25 = run_worker("bm25", corpus, env)
+        ask = [sys.executable, "-m", "bot", "ask", "--corpus", str(corpus), "why are my legs weak"]
+        start = wall_time(ask, env=env)
+    ratio = serve["p50_ms"] / bm25["p50_ms"]
+    print(f"passages                  {build['passages']}", file=out)
+    print(f"read + split + merge      {build['load_s']:.2f} s", file=out)
+    print(f"index build               ours {build['build_s']:.2f} s (+ {build['save_s']:.2f} s to save)   bm25s {bm25['build_s']:.2f} s", file=out)
+    print(f"start-up, cached index    {serve['cached_start_s']:.2f} s in process; `ask` end to end {start:.2f} s", file=out)
     print(
-        f"answer latency p50/p95   ours {ours['p50_ms']:.3f}/{ours['p95_ms']:.3f} ms (whole reply path)   "
-        f"bm25s {bm25['p50_ms']:.3f}/{bm25['p95_ms']:.3f} ms (retrieval only)   "
-        f"ratio p50 {ours['p50_ms'] / bm25['p50_ms']:.2f}x",
+        f"answer latency p50/p95    ours {serve['p50_ms']:.3f}/{serve['p95_ms']:.3f} ms (whole reply path)   "
+        f"bm25s {bm25['p50_ms']:.3f}/{bm25['p95_ms']:.3f} ms (retrieval only)   ours/bm25s {ratio:.2f}x",
         file=out,
     )
-    print(f"peak memory              ours {ours['peak_mb']:.0f} MB   bm25s {bm25['peak_mb']:.0f} MB", file=out)
-    cache_note = "with a cached index" if has_index_command else "no index cache available"
-    print(f"start-up of `ask`        {start:.2f} s ({cache_note})", file=out, flush=True)
-    return {"ours": ours, "bm25": bm25, "ask_start_s": start}
+    print(
+        f"peak memory               serving {serve['peak_mb']:.0f} MB, building {build['peak_mb']:.0f} MB   "
+        f"bm25s {bm25['peak_mb']:.0f} MB",
+        file=out, flush=True,
+    )
+    return {"build": build, "serve": serve, "bm25": bm25, "ask_start_s": start, "ratio": ratio}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,7 +207,7 @@ def run_bench(args: argparse.Namespace, out=sys.stdout) -> int:
     print(f"import floor (python -c '{IMPORT_FLOOR}'): {floor:.2f} s", file=out)
     small = bench_scale("bundled corpus", args.corpus, out)
     print(
-        f"targets: {small['ours']['p50_ms']:.3f} ms per answer (target <= 0.5 ms); "
+        f"targets: {small['serve']['p50_ms']:.3f} ms per answer (target <= 0.5 ms); "
         f"ask start-up {small['ask_start_s'] / floor:.2f}x the import floor (target <= 1.5x)",
         file=out,
     )
@@ -193,8 +221,8 @@ def run_bench(args: argparse.Namespace, out=sys.stdout) -> int:
     large = bench_scale("large corpus", folder, out)
     print(
         f"targets: warm start {large['ask_start_s']:.2f} s (target <= 3 s); "
-        f"p50 answer / bm25s retrieval {large['ours']['p50_ms'] / large['bm25']['p50_ms']:.2f}x (target <= 1x); "
-        f"peak memory {large['ours']['peak_mb']:.0f} MB (target <= 500 MB)",
+        f"p50 answer / bm25s retrieval {large['ratio']:.2f}x (target <= 1x); "
+        f"peak memory serving {large['serve']['peak_mb']:.0f} MB (target <= 500 MB)",
         file=out,
     )
     return 0
@@ -203,7 +231,7 @@ def run_bench(args: argparse.Namespace, out=sys.stdout) -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
         engine, corpus = sys.argv[2], Path(sys.argv[3])
-        worker = {"ours": worker_ours, "bm25": worker_bm25}[engine]
+        worker = {"build": worker_build, "serve": worker_serve, "bm25": worker_bm25}[engine]
         print(json.dumps(worker(corpus, lay_questions())))
     else:
         parser = argparse.ArgumentParser(prog="python -m bot.bench")

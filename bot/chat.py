@@ -6,6 +6,7 @@ Order for every message: clean → red-flag check (always, first) → retrieval 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -143,14 +144,29 @@ class Chatbot:
         self.feedback = feedback
 
     @classmethod
-    def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, **options) -> Chatbot:
-        return cls(load_passages(corpus_dir), **options)
+    def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, *, use_cache: bool = True, **options) -> Chatbot:
+        """A chatbot over a corpus folder, its index loaded from the cache when the corpus is unchanged."""
+        if not use_cache:
+            return cls(load_passages(corpus_dir), **options)
+        from bot.index_cache import load_or_build_index
+
+        state = load_or_build_index(corpus_dir)
+        return cls(state.passages, retriever=Retriever(state=state), **options)
 
     def help_text(self) -> str:
         return self.messages["help"].format(number=self.emergency_number)
 
+    @cached_property
+    def sections(self) -> tuple[str, ...]:
+        """Section titles in corpus order, each once (computed once: large corpora have many)."""
+        return tuple(dict.fromkeys(p.section for p in self.passages))
+
+    @cached_property
+    def _topic_list(self) -> list[str]:
+        return section_suggestions(self.passages, limit=12)
+
     def topics(self, limit: int = 6) -> list[str]:
-        return section_suggestions(self.passages, limit=limit)
+        return self._topic_list[:limit]
 
     def escalation_text(self, flags: list[RedFlag]) -> str:
         return self.messages["escalation"].format(
@@ -210,7 +226,7 @@ class Chatbot:
 
     def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:
         """Other sections worth offering after an answer: the runners-up first."""
-        titles = [hit.passage.section for hit in hits] + [p.section for p in self.passages]
+        titles = [hit.passage.section for hit in hits] + list(self.sections[: limit + len(hits) + 1])
         return tuple([t for t in dict.fromkeys(titles) if t != section][:limit])
 
     def more(self, conversation: Conversation) -> Reply:

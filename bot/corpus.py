@@ -24,6 +24,8 @@ NEAR_DUPLICATE_RATIO = 75.0
 NEAR_DUPLICATE_MIN_LENGTH_RATIO = 0.4
 # Up to this many passages every pair is compared; above it, MinHash proposes the pairs.
 EXHAUSTIVE_DEDUP_LIMIT = 3000
+# Share of MinHash values two passages must have in common before rapidfuzz compares them.
+MIN_SIGNATURE_AGREEMENT = 0.2
 NON_WORD_RE = re.compile(r"[^\w\s]")
 
 BULLET_RE = re.compile(r"^\s*(?:[•\-*–·▪●]|\d{1,2}[.)])\s+")
@@ -333,7 +335,7 @@ def merge_near_duplicates(passages: list[Passage], threshold: float = NEAR_DUPLI
     return list(kept.values())
 
 
-def _minhash_candidates(passages: list[Passage], bands: int = 8, rows: int = 3, max_bucket: int = 20) -> dict[int, list[int]]:
+def _minhash_candidates(passages: list[Passage], bands: int = 16, rows: int = 2, max_bucket: int = 20) -> dict[int, list[int]]:
     """Earlier passages that share a MinHash band with each passage (likely near-duplicates)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -350,16 +352,39 @@ def _minhash_candidates(passages: list[Passage], bands: int = 8, rows: int = 3, 
         values = permutation[matrix.indices] if matrix.nnz else np.empty(0, dtype=np.int64)
         minima = np.minimum.reduceat(values, np.minimum(starts, max(matrix.nnz - 1, 0))) if matrix.nnz else values
         signatures[k] = np.where(empty, -1 - np.arange(len(passages)), minima)
-    candidates: dict[int, set[int]] = {}
-    for band in range(bands):
-        keys = signatures[band * rows : (band + 1) * rows].T
-        buckets: dict[bytes, list[int]] = {}
-        for j, key in enumerate(keys):
-            buckets.setdefault(key.tobytes(), []).append(j)
-        for members in buckets.values():
-            for position, j in enumerate(members[1:max_bucket], start=1):
-                candidates.setdefault(j, set()).update(members[:position])
-    return {j: sorted(found) for j, found in candidates.items()}
+    pairs = [_band_pairs(signatures[band * rows : (band + 1) * rows], max_bucket) for band in range(bands)]
+    encoded = np.unique(np.concatenate(pairs)) if pairs else np.empty(0, dtype=np.int64)
+    earlier, later = encoded // len(passages), encoded % len(passages)
+    # Keep pairs whose signatures agree often enough to be worth a rapidfuzz comparison.
+    keep = np.zeros(len(encoded), dtype=bool)
+    for start in range(0, len(encoded), 200_000):
+        part = slice(start, start + 200_000)
+        agreement = (signatures[:, earlier[part]] == signatures[:, later[part]]).mean(axis=0)
+        keep[part] = agreement >= MIN_SIGNATURE_AGREEMENT
+    candidates: dict[int, list[int]] = {}
+    for i, j in zip(earlier[keep].tolist(), later[keep].tolist()):
+        candidates.setdefault(j, []).append(i)
+    return candidates
+
+
+def _band_pairs(band: np.ndarray, max_bucket: int) -> np.ndarray:
+    """(earlier * n + later) for every two passages whose signatures agree on a whole band."""
+    n = band.shape[1]
+    keys = band[0].copy()
+    for row in band[1:]:
+        keys = keys * 1_000_003 + row
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    boundaries = np.flatnonzero(np.diff(sorted_keys)) + 1
+    starts = np.concatenate(([0], boundaries))
+    sizes = np.diff(np.concatenate((starts, [n])))
+    pairs_of_two = starts[sizes == 2]
+    found = [order[pairs_of_two] * n + order[pairs_of_two + 1]]
+    for start, size in zip(starts[sizes > 2].tolist(), sizes[sizes > 2].tolist()):
+        members = order[start : start + min(size, max_bucket)]
+        first, second = np.triu_indices(len(members), 1)
+        found.append(members[first] * n + members[second])
+    return np.concatenate(found)
 
 
 def are_near_duplicates(a: Passage, b: Passage, threshold: float = NEAR_DUPLICATE_RATIO) -> bool:

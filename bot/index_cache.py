@@ -12,13 +12,15 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from bot.corpus import Passage, list_corpus_files
+from bot.corpus import Passage, list_corpus_files, load_passages
+from bot.retrieval import IndexState, build_index_state
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def save_index(
         (staging / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         np.savez(staging / "arrays.npz", **arrays)
         for name, matrix in matrices.items():
-            sp.save_npz(staging / f"{name}.npz", matrix.tocsr(), compressed=False)
+            sp.save_npz(staging / f"{name}.npz", matrix, compressed=False)
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
@@ -89,8 +91,62 @@ def load_index(folder: Path, matrix_names: tuple[str, ...]) -> tuple[list[Passag
         ]
         with np.load(folder / "arrays.npz", allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-        matrices = {name: sp.load_npz(folder / f"{name}.npz").tocsr() for name in matrix_names}
+        matrices = {name: sp.load_npz(folder / f"{name}.npz") for name in matrix_names}
     except (OSError, ValueError, KeyError, TypeError) as error:
         log.warning("ignoring a damaged index cache in %s (%s); rebuilding it", folder, error)
         return None
     return passages, arrays, matrices, meta
+
+
+def index_settings() -> str:
+    """What, besides the corpus, decides the index: the index version and the code that builds it."""
+    from bot import corpus, retrieval, text
+
+    digest = hashlib.blake2b(digest_size=8)
+    for module in (corpus, retrieval, text):
+        digest.update(Path(module.__file__).read_bytes())
+    return f"{retrieval.INDEX_VERSION}/{digest.hexdigest()}"
+
+
+def state_to_files(state: IndexState) -> tuple[dict, dict, dict]:
+    arrays = {"idf": state.idf}
+    matrices = {"columns": state.columns}
+    meta = {"format": FORMAT_VERSION, "corpus_words": state.corpus_words, "corpus_stems": state.corpus_stems}
+    return arrays, matrices, meta
+
+
+def load_or_build_index(
+    corpus_dir: Path | str, cache_root: Path | None = None, progress: Callable[[str, int, int], None] | None = None
+) -> IndexState:
+    """The index for a corpus folder: from the cache when the corpus is unchanged, else built and saved."""
+    key = corpus_fingerprint(corpus_dir, index_settings())
+    folder = (cache_root or default_cache_root()) / key
+    loaded = load_index(folder, ("columns",))
+    if loaded is not None:
+        passages, arrays, matrices, meta = loaded
+        try:
+            return IndexState(
+                passages=passages,
+                idf=arrays["idf"],
+                columns=matrices["columns"].tocsc(),
+                corpus_words=list(meta["corpus_words"]),
+                corpus_stems=list(meta["corpus_stems"]),
+            )
+        except (KeyError, TypeError) as error:
+            log.warning("ignoring an incomplete index cache in %s (%s); rebuilding it", folder, error)
+    passages = load_passages(corpus_dir)
+    total = len(passages)
+    done = 0
+
+    def step(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress:
+            progress("indexing", done, total)
+
+    state = build_index_state(passages, progress=step)
+    try:
+        save_index(folder, state.passages, *state_to_files(state))
+    except OSError as error:
+        log.warning("could not save the index cache in %s (%s); it will be rebuilt next time", folder, error)
+    return state

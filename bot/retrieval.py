@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -13,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import snowballstemmer
 from rapidfuzz import fuzz, process
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer, TfidfTransformer
+from sklearn.utils import murmurhash3_32
 
 from bot.corpus import CorpusError, Passage
 from bot.text import fold, words
@@ -27,6 +30,11 @@ TYPO_CUTOFF = 80.0
 SHORT_WORD_TYPO_CUTOFF = 85.0
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
+# Index features are hashed into this many columns: no vocabulary in memory, collisions negligible.
+N_FEATURES = 2**21
+INDEX_BATCH = 2000
+# Changes whenever the analyzer or the index layout changes, so old caches are not reused.
+INDEX_VERSION = f"stems+pairs/{N_FEATURES}/v1"
 
 
 class DataFileError(Exception):
@@ -116,35 +124,81 @@ class Analyzer:
         return stems + [f"{a} {b}" for a, b in zip(stems, stems[1:])]
 
 
+@dataclass(frozen=True)
+class IndexState:
+    """Everything a fitted index needs, in forms that save as JSON and .npz (no pickle)."""
+
+    passages: list[Passage]
+    idf: np.ndarray  # float32 per hashed feature
+    columns: sp.csc_matrix  # passages × features, rows L2-normalised, column-major for fast queries
+    corpus_words: list[str]  # folded words of the corpus, for typo correction
+    corpus_stems: list[str]
+
+
+def _hash_feature(term: str) -> int:
+    """The column of a term: the same hash HashingVectorizer uses."""
+    return abs(murmurhash3_32(term, seed=0)) % N_FEATURES
+
+
+def build_index_state(passages: list[Passage], progress: Callable[[int], None] | None = None) -> IndexState:
+    """Fit TF-IDF over hashed stem and stem-pair features (no vocabulary held in memory)."""
+    if not passages:
+        raise ValueError("no passages to index")
+    analyzer = Analyzer()
+    hasher = HashingVectorizer(
+        analyzer=analyzer, n_features=N_FEATURES, alternate_sign=False, norm=None, dtype=np.float32
+    )
+    blocks = []
+    for start in range(0, len(passages), INDEX_BATCH):
+        batch = passages[start : start + INDEX_BATCH]
+        blocks.append(hasher.transform([p.search_text() for p in batch]))
+        if progress:
+            progress(len(batch))
+    counts = sp.vstack(blocks).tocsr()
+    if counts.nnz == 0:
+        raise CorpusError("the corpus has no words to index (only stop words, numbers or symbols)")
+    transformer = TfidfTransformer(sublinear_tf=True)
+    matrix = transformer.fit_transform(counts).astype(np.float32)
+    corpus_words: set[str] = set()
+    for passage in passages:
+        corpus_words.update(words(passage.search_text()))
+    stems = {analyzer.stem(w) for w in corpus_words if w not in STOP_WORDS}
+    return IndexState(
+        passages=passages,
+        idf=transformer.idf_.astype(np.float32),
+        columns=matrix.tocsc(),
+        corpus_words=sorted(corpus_words),
+        corpus_stems=sorted(stems),
+    )
+
+
 class Retriever:
     """Ranks passages for a question by cosine similarity of TF-IDF vectors."""
 
-    def __init__(self, passages: list[Passage], synonyms: dict[str, str] | None = None) -> None:
-        if not passages:
-            raise ValueError("no passages to index")
-        self.passages = passages
+    def __init__(
+        self,
+        passages: list[Passage] | None = None,
+        synonyms: dict[str, str] | None = None,
+        *,
+        state: IndexState | None = None,
+    ) -> None:
+        if state is None:
+            if not passages:
+                raise ValueError("no passages to index")
+            state = build_index_state(passages)
+        self.state = state
+        self.passages = state.passages
         self.synonyms = synonyms if synonyms is not None else load_synonyms()
         self.analyzer = Analyzer()
-        self.vectorizer = TfidfVectorizer(
-            analyzer=self.analyzer, sublinear_tf=True, dtype=np.float32
-        )
-        try:
-            self.matrix = self.vectorizer.fit_transform(p.search_text() for p in passages)
-        except ValueError:  # nothing but stop words, numbers or symbols
-            raise CorpusError("the corpus has no words to index (only stop words, numbers or symbols)") from None
-        self.vocabulary = self.vectorizer.vocabulary_
-        self._feature_names = self.vectorizer.get_feature_names_out()
-        self.known_words = self._known_words()
-        self._known_word_list = sorted(self.known_words)
-
-    def _known_words(self) -> set[str]:
-        """Every folded word of the corpus and of the synonym phrases: what typos are corrected to."""
-        known: set[str] = set()
-        for passage in self.passages:
-            known.update(words(passage.search_text()))
+        self.idf = state.idf
+        self.columns = state.columns
+        self.known_stems = frozenset(state.corpus_stems)
+        self.known_words = set(state.corpus_words)
         for phrase in self.synonyms:
-            known.update(phrase.split())
-        return known
+            self.known_words.update(phrase.split())
+        self._words_by_initial: dict[str, list[str]] = {}
+        for word in sorted(self.known_words):
+            self._words_by_initial.setdefault(word[:1], []).append(word)
 
     def analyse(self, question: str) -> QueryAnalysis:
         original = words(question)
@@ -164,11 +218,13 @@ class Retriever:
             or word in STOP_WORDS
             or word in self.known_words
             or word.isdigit()
-            or self.analyzer.stem(word) in self.vocabulary
+            or self.analyzer.stem(word) in self.known_stems
         ):
             return word
         cutoff = SHORT_WORD_TYPO_CUTOFF if len(word) <= SHORT_WORD_LENGTH else TYPO_CUTOFF
-        match = process.extractOne(word, self._known_word_list, scorer=fuzz.ratio, score_cutoff=cutoff)
+        # Typos rarely change the first letter; comparing within it keeps large corpora fast.
+        candidates = self._words_by_initial.get(word[:1], [])
+        match = process.extractOne(word, candidates, scorer=fuzz.ratio, score_cutoff=cutoff)
         return match[0] if match else word
 
     def expand(self, query_words: list[str]) -> tuple[str, ...]:
@@ -181,24 +237,47 @@ class Retriever:
                 text = text.replace(f" {phrase} ", " | ")
         return tuple(" ".join(found).split())
 
+    def query_vector(self, text: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Columns and L2-normalised TF-IDF weights of a query, and its terms (sublinear tf, as the index)."""
+        counts: dict[str, int] = {}
+        for term in self.analyzer(text):
+            counts[term] = counts.get(term, 0) + 1
+        if not counts:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), []
+        terms = list(counts)
+        columns = np.fromiter((_hash_feature(t) for t in terms), dtype=np.int64, count=len(terms))
+        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(terms)))
+        weights = tf * self.idf[columns]
+        norm = float(np.linalg.norm(weights))
+        return columns, (weights / norm if norm else weights), terms
+
     def search(self, question: str, limit: int = 3) -> SearchResult:
         query = self.analyse(question)
-        vector = self.vectorizer.transform([query.search_text])
-        if vector.nnz == 0:
+        columns, weights, terms = self.query_vector(query.search_text)
+        if not len(columns):
             return SearchResult(query, ())
-        scores = (self.matrix @ vector.T).toarray().ravel()
-        order = np.argsort(-scores, kind="stable")[:limit]
-        query_terms = set(self.analyzer(query.search_text))
+        scores = np.asarray(self.columns[:, columns] @ weights).ravel()
+        candidates = np.flatnonzero(scores > 0)
+        if not len(candidates):
+            return SearchResult(query, ())
+        if len(candidates) > limit:
+            candidates = candidates[np.argpartition(-scores[candidates], limit - 1)[:limit]]
+        order = candidates[np.lexsort((candidates, -scores[candidates]))]
         hits = tuple(
-            Hit(self.passages[i], float(scores[i]), self._matched_terms(i, query_terms))
-            for i in order
-            if scores[i] > 0
+            Hit(self.passages[i], float(scores[i]), self._matched_terms(i, columns, terms)) for i in order
         )
         return SearchResult(query, hits)
 
-    def _matched_terms(self, index: int, query_terms: set[str]) -> tuple[str, ...]:
-        row = self.matrix.getrow(index)
-        return tuple(sorted(t for t in (self._feature_names[j] for j in row.indices) if t in query_terms))
+    def _matched_terms(self, row: int, columns: np.ndarray, terms: list[str]) -> tuple[str, ...]:
+        """The query terms that occur in one passage."""
+        found = []
+        for column, term in zip(columns, terms):
+            start, end = self.columns.indptr[column], self.columns.indptr[column + 1]
+            rows = self.columns.indices[start:end]
+            position = np.searchsorted(rows, row)
+            if position < len(rows) and rows[position] == row:
+                found.append(term)
+        return tuple(sorted(set(found)))
 
 
 def section_suggestions(passages: list[Passage], exclude: str | None = None, limit: int = 5) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,9 @@ from bot.corpus import Passage, load_passages
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_DIR = REPO / "corpus"
+
+# Index caches built by the tests (in-process and in subprocesses) go to a throwaway folder.
+os.environ["BOT_CACHE_DIR"] = tempfile.mkdtemp(prefix="bot-test-cache-")
 
 
 @pytest.fixture(scope="session")

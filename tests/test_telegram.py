@@ -390,10 +390,10 @@ def test_error_handler_apologises_without_logging_user_text(
 def test_100_chats_3_messages_all_delivered_in_order_despite_429s(chatbot: Chatbot) -> None:
     questions = ("what is myasthenia gravis", "what causes weakness in my legs", "what is ALS")
     chats = [20_000 + i for i in range(100)]
-    # The bot believes it may send 130/s; the fake allows 100/s (Telegram's 30/s, sped up to keep
+    # The bot believes it may send 300/s; the fake allows 60/s (Telegram's 30/s, sped up to keep
     # the test short), so it answers 429s that must be retried. `bench-telegram` runs the real 30/s.
-    limiter = FloodControlLimiter(max_rate=130, max_retries=20)
-    with FakeBotAPI(TOKEN, rate_limit_per_second=100) as api, BotThread(api, chatbot, rate_limiter=limiter):
+    limiter = FloodControlLimiter(max_rate=300, max_retries=20)
+    with FakeBotAPI(TOKEN, rate_limit_per_second=60) as api, BotThread(api, chatbot, rate_limiter=limiter):
         for round_ in range(3):
             for index, chat in enumerate(chats):
                 api.push_message(chat, questions[(index + round_) % 3])

@@ -1,0 +1,106 @@
+"""The persisted index: reused while the corpus is unchanged, rebuilt when it changes, safe formats only."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.corpus import load_passages
+from bot.index_cache import corpus_fingerprint, index_settings, load_or_build_index
+from bot.retrieval import Retriever, build_index_state
+from tests.conftest import CORPUS_DIR
+from tests.test_cli import run_bot
+
+
+def copy_corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "corpus"
+    shutil.copytree(CORPUS_DIR, folder)
+    return folder
+
+
+def test_second_load_comes_from_the_cache(tmp_path: Path, monkeypatch) -> None:
+    corpus = copy_corpus(tmp_path)
+    first = load_or_build_index(corpus, cache_root=tmp_path / "cache")
+    monkeypatch.setattr("bot.index_cache.build_index_state", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rebuilt")))
+    second = load_or_build_index(corpus, cache_root=tmp_path / "cache")
+    assert [p.id for p in second.passages] == [p.id for p in first.passages]
+    assert (second.columns != first.columns).nnz == 0 and np.array_equal(second.idf, first.idf)
+    files = sorted(p.name for p in next((tmp_path / "cache").iterdir()).iterdir())
+    assert files == ["arrays.npz", "columns.npz", "meta.json", "passages.json"]
+
+
+def test_changing_a_corpus_file_rebuilds(tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    key_before = corpus_fingerprint(corpus, index_settings())
+    load_or_build_index(corpus, cache_root=tmp_path / "cache")
+    with (corpus / "muscle_weakness.txt").open("a", encoding="utf-8") as handle:
+        handle.write("\n\nCramps\n\nNight cramps in the calves are common and usually harmless for most people.\n")
+    assert corpus_fingerprint(corpus, index_settings()) != key_before
+    state = load_or_build_index(corpus, cache_root=tmp_path / "cache")
+    assert any("Night cramps" in p.text for p in state.passages)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_damaged_cache_is_rebuilt_with_a_warning(tmp_path: Path, caplog) -> None:
+    corpus = copy_corpus(tmp_path)
+    load_or_build_index(corpus, cache_root=tmp_path / "cache")
+    [folder] = list((tmp_path / "cache").iterdir())
+    (folder / "columns.npz").write_bytes(b"not a zip file")
+    with caplog.at_level(logging.WARNING):
+        state = load_or_build_index(corpus, cache_root=tmp_path / "cache")
+    assert state.passages and "damaged index cache" in caplog.text
+
+
+def test_cached_and_fresh_retrievers_rank_identically(tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    fresh = Retriever(load_passages(corpus))
+    load_or_build_index(corpus, cache_root=tmp_path / "cache")
+    cached = Retriever(state=load_or_build_index(corpus, cache_root=tmp_path / "cache"))
+    for question in ("what medicines treat myasthenia gravis", "why are my legs weak", "guilian bare"):
+        a, b = fresh.search(question), cached.search(question)
+        assert [(h.passage.id, round(h.score, 6)) for h in a.hits] == [(h.passage.id, round(h.score, 6)) for h in b.hits]
+
+
+def test_scores_are_tfidf_cosine_similarities(passages) -> None:
+    """The hand-rolled query vector gives the same scores as scikit-learn's own transform."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.preprocessing import normalize
+
+    from bot.retrieval import N_FEATURES, Analyzer
+
+    state = build_index_state(passages)
+    retriever = Retriever(state=state)
+    question = "weakness in the legs and arms after training"
+    hasher = HashingVectorizer(analyzer=Analyzer(), n_features=N_FEATURES, alternate_sign=False, norm=None)
+    counts = hasher.transform([retriever.analyse(question).search_text])
+    counts.data = 1 + np.log(counts.data)
+    query = normalize(counts.multiply(state.idf).tocsr())
+    expected = (state.columns @ query.T).toarray().ravel()
+    hits = retriever.search(question, limit=5).hits
+    assert hits and all(abs(h.score - expected[passages.index(h.passage)]) < 1e-5 for h in hits)
+    assert hits[0].score == pytest.approx(max(expected), abs=1e-6)
+
+
+def test_index_command_builds_then_reuses(tmp_path: Path) -> None:
+    corpus = copy_corpus(tmp_path)
+    env = {"BOT_CACHE_DIR": str(tmp_path / "cache")}
+    first = run_bot("index", "--corpus", str(corpus), env_extra=env)
+    second = run_bot("index", "--corpus", str(corpus), env_extra=env)
+    assert first.returncode == 0 and "index built: 42 passages" in first.stdout
+    assert second.returncode == 0 and "already up to date" in second.stdout
+
+
+def test_minhash_merging_finds_the_same_duplicates(monkeypatch) -> None:
+    """Large corpora use MinHash candidates; on the bundled text they find what all-pairs finds."""
+    from bot import corpus as corpus_module
+
+    raw = corpus_module.split_into_passages((CORPUS_DIR / "muscle_weakness.txt").read_text(encoding="utf-8"), "m.txt")
+    exhaustive = corpus_module.merge_near_duplicates(raw)
+    monkeypatch.setattr(corpus_module, "EXHAUSTIVE_DEDUP_LIMIT", 0)
+    with_minhash = corpus_module.merge_near_duplicates(raw)
+    assert [(p.id, p.also_in) for p in with_minhash] == [(p.id, p.also_in) for p in exhaustive]
+    assert len(with_minhash) < len(raw)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 DEFAULT_PASSAGES = 75_000
-AVERAGE_PASSAGE_CHARS = 480  # chars of prose per passage after splitting and merging, measured
+AVERAGE_PASSAGE_CHARS = 560  # chars of prose written per passage left after splitting and merging, measured
 MIN_PARAGRAPH_CHARS = 120
 FILES_PER_CORPUS_FILE = 400
 CODE_LINE_RE = re.compile(r"^\s*(>>>|\.\.\.|[-=~^]{3,}|\.\. |:param|:return|:type|:raises|[A-Za-z_]+\s*:\s*[A-Za-z_.\[\], |]+$)")

@@ -37,7 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object per question per line")
     ask.add_argument("--session", action="store_true", help="treat all questions as one conversation")
     ask.add_argument("questions", nargs="*", metavar="QUESTION")
+    add_eval_parser(commands, common)
     return parser
+
+
+def add_eval_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`eval [FILE]`: retrieval quality (bot.evaluation); `eval --safety [FILE]`: red flags (bot.safety_eval)."""
+    from bot.safety_eval import add_arguments as add_safety_arguments
+
+    evaluate = commands.add_parser("eval", parents=[common], help="measure the bot on a labelled set")
+    evaluate.add_argument("--safety", action="store_true", help="evaluate red-flag detection (eval/safety.jsonl)")
+    evaluate.add_argument("file", nargs="?", metavar="FILE", help="labelled JSONL set (default: per evaluation)")
+    add_safety_arguments(evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,10 +130,25 @@ def run_ask_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.safety:
+        from bot.safety_eval import run_safety_eval
+
+        return run_safety_eval(args)
+    try:
+        from bot.evaluation import run_eval
+    except ModuleNotFoundError as error:
+        if error.name != "bot.evaluation":
+            raise
+        raise CommandError("the retrieval evaluation (bot/evaluation.py) is not available; try `eval --safety`") from None
+    return run_eval(args)
+
+
 COMMANDS = {
     "console": run_console_command,
     "telegram": run_telegram_command,
     "ask": run_ask_command,
+    "eval": run_eval_command,
 }
 
 

@@ -10,6 +10,7 @@ compared with the threshold. All phrases live in ``bot/data/red_flags.toml``.
 from __future__ import annotations
 
 import bisect
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,8 +23,12 @@ from bot.retrieval import DataFileError, load_toml
 from bot.text import expand_contractions, fold, words
 
 FEVER_FLAG = "fever"
+# An operator can point the bot at another lexicon file (its errors name that file).
+LEXICON_ENV_VAR = "RED_FLAGS_FILE"
 DEFAULT_EMERGENCY_NUMBER = "112"
 
+# What one position of a lexicon phrase may hold (bot.text.words yields only such words).
+LEXICON_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Clauses end at sentence punctuation, commas (but not decimal commas), brackets and dashes.
 CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—]+\s")
 # A number that may be a temperature, with an optional unit right after it.
@@ -53,6 +58,8 @@ class TokenSpec:
             text = alternative.rstrip("*")
             if not text:
                 raise ValueError(f"empty alternative in {raw!r}")
+            if not LEXICON_WORD_RE.fullmatch(text):
+                raise ValueError(f"{text!r} in {raw!r} is not a word (letters and digits only) and could never match")
             alternatives.append((text, is_prefix))
         return cls(tuple(alternatives))
 
@@ -211,13 +218,53 @@ def _parse_phrase(raw: object, where: str) -> Phrase:
 
 def _string_list(table: dict, key: str, where: str) -> list[str]:
     value = table.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise DataFileError(f"{where}: {key!r} must be a list of non-empty strings")
+    if not isinstance(value, list):
+        raise DataFileError(f"{where}: {key!r} must be a list of non-empty strings, got {type(value).__name__}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise DataFileError(f"{where}: {key}[{index}] must be a non-empty string, got {item!r}")
     return value
+
+
+def _check_keys(table: dict, allowed: Iterable[str], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise DataFileError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (expected {', '.join(sorted(allowed))})"
+        )
+
+
+def _phrases(table: dict, key: str, where: str) -> tuple[Phrase, ...]:
+    return tuple(
+        _parse_phrase(raw, f"{where}, {key}[{index}]") for index, raw in enumerate(_string_list(table, key, where))
+    )
+
+
+def _word_sequences(table: dict, key: str, where: str) -> tuple[tuple[str, ...], ...]:
+    sequences = []
+    for index, raw in enumerate(_string_list(table, key, where)):
+        sequence = _phrase_words(raw)
+        if not sequence:
+            raise DataFileError(f"{where}: {key}[{index}] {raw!r} has no words")
+        sequences.append(sequence)
+    return tuple(sequences)
+
+
+TOP_LEVEL_KEYS = ("settings", "flag", "negation")
+FLAG_KEYS = ("id", "label", "phrases", "combinations", "unless_before", "unless_after")
+NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators")
+NUMBER_SETTINGS = {
+    # key: (type, lowest, highest)
+    "max_gap": (int, 0, 20),
+    "fuzzy_min_length": (int, 1, 100),
+    "fuzzy_cutoff": (float, 50, 100),
+    "fever_threshold_celsius": (float, 35, 43),
+}
 
 
 def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
     """Build a Lexicon from parsed TOML, naming the file and entry in any error."""
+    _check_keys(data, TOP_LEVEL_KEYS, f"data file {label}")
     flags_raw = data.get("flag")
     if not isinstance(flags_raw, list) or not flags_raw:
         raise DataFileError(f"data file {label}: needs at least one [[flag]] table")
@@ -228,19 +275,27 @@ def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
         if not isinstance(entry, dict):
             raise DataFileError(f"{where}: must be a table")
         flag_id, flag_label = entry.get("id"), entry.get("label")
-        if not isinstance(flag_id, str) or not flag_id or not isinstance(flag_label, str) or not flag_label:
-            raise DataFileError(f"{where}: needs a string 'id' and 'label'")
+        if not isinstance(flag_id, str) or not flag_id.strip() or not isinstance(flag_label, str) or not flag_label.strip():
+            raise DataFileError(f"{where}: needs a non-empty string 'id' and 'label'")
         if flag_id in seen:
             raise DataFileError(f"{where}: duplicate id {flag_id!r}")
         seen.add(flag_id)
         where = f"data file {label}, flag {flag_id!r}"
-        phrases = tuple(_parse_phrase(p, where) for p in _string_list(entry, "phrases", where))
+        _check_keys(entry, FLAG_KEYS, where)
+        phrases = _phrases(entry, "phrases", where)
         combos_raw = entry.get("combinations", [])
-        if not isinstance(combos_raw, list) or not all(
-            isinstance(c, list) and len(c) >= 2 for c in combos_raw
-        ):
+        if not isinstance(combos_raw, list):
             raise DataFileError(f"{where}: 'combinations' must be a list of lists of two or more phrases")
-        combinations = tuple(tuple(_parse_phrase(p, where) for p in combo) for combo in combos_raw)
+        combinations = []
+        for combo_index, combo in enumerate(combos_raw):
+            if not isinstance(combo, list) or len(combo) < 2:
+                raise DataFileError(f"{where}: combinations[{combo_index}] must be a list of two or more phrases")
+            combinations.append(
+                tuple(
+                    _parse_phrase(raw, f"{where}, combinations[{combo_index}][{part}]")
+                    for part, raw in enumerate(combo)
+                )
+            )
         if not phrases and not combinations:
             raise DataFileError(f"{where}: needs 'phrases' or 'combinations'")
         rules.append(
@@ -248,44 +303,48 @@ def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
                 id=flag_id,
                 label=flag_label,
                 phrases=phrases,
-                combinations=combinations,
-                unless_before=tuple(_phrase_words(p) for p in _string_list(entry, "unless_before", where)),
-                unless_after=tuple(_phrase_words(p) for p in _string_list(entry, "unless_after", where)),
+                combinations=tuple(combinations),
+                unless_before=_word_sequences(entry, "unless_before", where),
+                unless_after=_word_sequences(entry, "unless_after", where),
             )
         )
     negation_raw = data.get("negation", {})
     where = f"data file {label}, [negation]"
     if not isinstance(negation_raw, dict):
         raise DataFileError(f"{where}: must be a table")
+    _check_keys(negation_raw, NEGATION_KEYS, where)
     window = negation_raw.get("window", 5)
-    if not isinstance(window, int) or window < 1:
-        raise DataFileError(f"{where}: 'window' must be a positive integer")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise DataFileError(f"{where}: 'window' must be a positive integer, got {window!r}")
     negation = NegationRules(
-        window=window,
-        **{
-            key: tuple(_phrase_words(p) for p in _string_list(negation_raw, key, where))
-            for key in ("before", "after", "pseudo", "terminators")
-        },
+        window=window, **{key: _word_sequences(negation_raw, key, where) for key in NEGATION_KEYS[1:]}
     )
     settings = data.get("settings", {})
     where = f"data file {label}, [settings]"
+    if not isinstance(settings, dict):
+        raise DataFileError(f"{where}: must be a table")
+    _check_keys(settings, NUMBER_SETTINGS, where)
     numbers = {}
-    for key in ("max_gap", "fuzzy_min_length", "fuzzy_cutoff", "fever_threshold_celsius"):
-        if key in settings:
-            value = settings[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise DataFileError(f"{where}: {key!r} must be a non-negative number")
-            numbers[key] = value
+    for key, value in settings.items():
+        kind, lowest, highest = NUMBER_SETTINGS[key]
+        allowed = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed) or not lowest <= value <= highest:
+            kind_name = "an integer" if kind is int else "a number"
+            raise DataFileError(f"{where}: {key!r} must be {kind_name} from {lowest} to {highest}, got {value!r}")
+        numbers[key] = value
     return Lexicon(flags=tuple(rules), negation=negation, **numbers)
 
 
 def load_lexicon(source: str | Path = "red_flags.toml") -> Lexicon:
-    return parse_lexicon(load_toml(source), str(source))
+    label = f"bot/data/{source}" if isinstance(source, str) and "/" not in source else str(source)
+    return parse_lexicon(load_toml(source), label)
 
 
 @lru_cache(maxsize=1)
 def default_lexicon() -> Lexicon:
-    return load_lexicon()
+    """The bundled lexicon, or the file named by the RED_FLAGS_FILE environment variable."""
+    override = os.environ.get(LEXICON_ENV_VAR, "").strip()
+    return load_lexicon(Path(override)) if override else load_lexicon()
 
 
 # ---------------------------------------------------------------------------------------------

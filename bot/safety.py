@@ -31,13 +31,14 @@ DEFAULT_EMERGENCY_NUMBER = "112"
 LEXICON_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Clauses end at sentence punctuation, commas (but not decimal commas), brackets and dashes.
 CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—]+\s")
+# Sentences end at . ! ? ; and new lines (not at a decimal point).
+SENTENCE_SPLIT_RE = re.compile(r"[!?;\n]+|\.(?!\d)|(?<!\d)\.")
 # A number that may be a temperature, with an optional unit right after it.
 TEMPERATURE_RE = re.compile(
     r"(?<![\d.,])(?P<value>\d{2,3}(?:[.,]\d{1,2})?)\s*"
     r"(?P<unit>°\s*[cf]?|º\s*[cf]?|degrees?\s*(?:celsius|centigrade|fahrenheit|c|f)?|deg\s*[cf]?"
     r"|celsius|centigrade|fahrenheit|c|f)?(?![a-z\d])"
 )
-TEMPERATURE_CONTEXT_RE = re.compile(r"\b(?:temp\w*|fever\w*|febrile|thermometer|pyrexia)\b")
 CELSIUS_RANGE = (34.0, 45.0)
 FAHRENHEIT_RANGE = (93.0, 113.0)
 # How far after a context word ("temp", "fever") a bare number is read as a temperature.
@@ -86,6 +87,38 @@ class NegationRules:
     terminators: tuple[tuple[str, ...], ...]
 
 
+def _words_regex(phrases: Iterable[str]) -> re.Pattern[str] | None:
+    """A regex for folded text matching any of these phrases ("temp*" matches "temperature")."""
+    options = []
+    for phrase in phrases:
+        parts = [re.escape(token.rstrip("*")) + (r"\w*" if token.endswith("*") else "") for token in phrase.split()]
+        options.append(r"\s+".join(parts))
+    if not options:
+        return None
+    return re.compile(r"\b(?:" + "|".join(sorted(options, key=len, reverse=True)) + r")\b")
+
+
+@dataclass(frozen=True)
+class TemperatureRules:
+    """Words that make a bare number a body temperature, or show that it is not one."""
+
+    context: tuple[str, ...] = ("temp*", "fever*", "febrile", "thermometer", "pyrexia")
+    ambient: tuple[str, ...] = ()
+    not_units: tuple[str, ...] = ()
+
+    @property
+    def context_re(self) -> re.Pattern[str] | None:
+        return _words_regex(self.context)
+
+    @property
+    def ambient_re(self) -> re.Pattern[str] | None:
+        return _words_regex(self.ambient)
+
+    @property
+    def not_units_re(self) -> re.Pattern[str] | None:
+        return _words_regex(self.not_units)
+
+
 @dataclass(frozen=True)
 class RedFlag:
     """A recognised red flag: its id, its label for people, and the words that matched."""
@@ -101,19 +134,32 @@ Alternative = tuple[str, bool]
 class WordMatcher:
     """Which lexicon words a message word matches: exactly, by prefix, or as a typo (rapidfuzz)."""
 
-    def __init__(self, alternatives: set[Alternative], fuzzy_min_length: int, fuzzy_cutoff: float) -> None:
+    def __init__(
+        self,
+        alternatives: set[Alternative],
+        fuzzy_min_length: int,
+        fuzzy_cutoff: float,
+        never_typos: frozenset[str] = frozenset(),
+    ) -> None:
         self.exact = frozenset(text for text, prefix in alternatives if not prefix)
         self.prefixes_by_length: dict[int, frozenset[str]] = {}
         for text, prefix in alternatives:
             if prefix:
                 self.prefixes_by_length.setdefault(len(text), set()).add(text)  # type: ignore[union-attr]
         self.prefixes_by_length = {n: frozenset(p) for n, p in self.prefixes_by_length.items()}
-        self.fuzzy_exact = sorted(t for t in self.exact if len(t) >= fuzzy_min_length)
-        self.fuzzy_prefixes = sorted(
-            t for n, group in self.prefixes_by_length.items() if n >= fuzzy_min_length for t in group
-        )
+        # Typos keep their first letter (a common spell-checking assumption): "sitting" is not "fitting".
+        self.fuzzy_exact: dict[str, list[str]] = {}
+        for text in sorted(self.exact):
+            if len(text) >= fuzzy_min_length:
+                self.fuzzy_exact.setdefault(text[0], []).append(text)
+        self.fuzzy_prefixes: dict[str, list[str]] = {}
+        for length, group in sorted(self.prefixes_by_length.items()):
+            if length >= fuzzy_min_length:
+                for text in sorted(group):
+                    self.fuzzy_prefixes.setdefault(text[0], []).append(text)
         self.fuzzy_min_length = fuzzy_min_length
         self.fuzzy_cutoff = fuzzy_cutoff
+        self.never_typos = never_typos
         self._cache: dict[str, frozenset[Alternative]] = {}
 
     def known(self, token: str) -> set[Alternative]:
@@ -126,22 +172,26 @@ class WordMatcher:
     def matches(self, token: str) -> frozenset[Alternative]:
         cached = self._cache.get(token)
         if cached is None:
-            cached = frozenset(self.known(token) or self._typos(token))
+            known = self.known(token)
+            # A word that is itself in the lexicon is no typo; one that only starts like a prefix
+            # ("brethe": "breth*") may still be a typo of a whole word ("breathe").
+            cached = frozenset(known if token in self.exact else known | self._typos(token))
             if len(self._cache) < 100_000:
                 self._cache[token] = cached
         return cached
 
     def _typos(self, token: str) -> set[Alternative]:
-        """Lexicon words this unknown word is a misspelling of; short words never are."""
-        if len(token) < self.fuzzy_min_length - 1:
+        """Lexicon words this unknown word is a misspelling of; short words and listed words never are."""
+        if len(token) < self.fuzzy_min_length - 1 or token in self.never_typos or token.isdigit():
             return set()
         found: set[Alternative] = {
             (text, False)
             for text, _, _ in process.extract(
-                token, self.fuzzy_exact, scorer=fuzz.ratio, score_cutoff=self.fuzzy_cutoff, limit=None
+                token, self.fuzzy_exact.get(token[0], ()), scorer=fuzz.ratio,
+                score_cutoff=self.fuzzy_cutoff, limit=None,
             )
         }
-        for text in self.fuzzy_prefixes:
+        for text in self.fuzzy_prefixes.get(token[0], ()):
             starts = (token[: len(text)], token[: len(text) + 1])
             if max(fuzz.ratio(start, text) for start in starts) >= self.fuzzy_cutoff:
                 found.add((text, True))
@@ -156,6 +206,8 @@ class Lexicon:
     fuzzy_min_length: int = 6
     fuzzy_cutoff: float = 80.0
     fever_threshold_celsius: float = 38.5
+    temperature: TemperatureRules = field(default_factory=lambda: TemperatureRules())
+    never_typos: frozenset[str] = frozenset()
     _index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def labels(self) -> dict[str, str]:
@@ -172,7 +224,9 @@ class Lexicon:
     def words(self) -> WordMatcher:
         if "words" not in self._index:
             alternatives = {alt for phrase in self.all_phrases() for spec in phrase for alt in spec.alternatives}
-            self._index["words"] = WordMatcher(alternatives, int(self.fuzzy_min_length), self.fuzzy_cutoff)
+            self._index["words"] = WordMatcher(
+                alternatives, int(self.fuzzy_min_length), self.fuzzy_cutoff, self.never_typos
+            )
             specs_by_alternative: dict[Alternative, set[TokenSpec]] = {}
             for phrase in self.all_phrases():
                 for spec in phrase:
@@ -250,7 +304,9 @@ def _word_sequences(table: dict, key: str, where: str) -> tuple[tuple[str, ...],
     return tuple(sequences)
 
 
-TOP_LEVEL_KEYS = ("settings", "flag", "negation")
+TOP_LEVEL_KEYS = ("settings", "flag", "negation", "temperature", "typos")
+TEMPERATURE_KEYS = ("context", "ambient", "not_units")
+TYPOS_KEYS = ("never",)
 FLAG_KEYS = ("id", "label", "phrases", "combinations", "unless_before", "unless_after")
 NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators")
 NUMBER_SETTINGS = {
@@ -332,7 +388,32 @@ def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
             kind_name = "an integer" if kind is int else "a number"
             raise DataFileError(f"{where}: {key!r} must be {kind_name} from {lowest} to {highest}, got {value!r}")
         numbers[key] = value
-    return Lexicon(flags=tuple(rules), negation=negation, **numbers)
+    temperature = _table(data, "temperature", TEMPERATURE_KEYS, f"data file {label}, [temperature]")
+    typos = _table(data, "typos", TYPOS_KEYS, f"data file {label}, [typos]")
+    return Lexicon(
+        flags=tuple(rules),
+        negation=negation,
+        temperature=TemperatureRules(**{key: tuple(values) for key, values in temperature.items()}),
+        never_typos=frozenset(word for raw in typos.get("never", []) for word in _phrase_words(raw)),
+        **numbers,
+    )
+
+
+def _table(data: dict, key: str, allowed: tuple[str, ...], where: str) -> dict[str, list[str]]:
+    """An optional table whose entries are all lists of non-empty strings."""
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise DataFileError(f"{where}: must be a table")
+    _check_keys(table, allowed, where)
+    result = {}
+    for name in table:
+        result[name] = []
+        for index, raw in enumerate(_string_list(table, name, where)):
+            tokens = expand_contractions(fold(raw)).replace("-", " ").split()
+            if not tokens or not all(LEXICON_WORD_RE.fullmatch(t.removesuffix("*")) for t in tokens):
+                raise DataFileError(f"{where}: {name}[{index}] {raw!r} must be words (a final '*' for a prefix)")
+            result[name].append(" ".join(tokens))
+    return result
 
 
 def load_lexicon(source: str | Path = "red_flags.toml") -> Lexicon:
@@ -349,6 +430,10 @@ def default_lexicon() -> Lexicon:
 
 # ---------------------------------------------------------------------------------------------
 # Detection
+
+
+def split_sentences(text: str) -> list[str]:
+    return [c for c in SENTENCE_SPLIT_RE.split(text) if c and c.strip()]
 
 
 def split_clauses(text: str) -> list[str]:
@@ -466,23 +551,66 @@ class TemperatureReading:
     text: str
 
 
-def read_temperatures(clause: str) -> list[TemperatureReading]:
-    """Temperatures stated in a clause: numbers with a unit, or the first number after "temp"/"fever"."""
+def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[TemperatureReading]:
+    """Body temperatures stated in folded text: numbers with a unit, or the first number after a
+    context word ("temp 38.7", "fever of 39"); not the weather ("39 degrees outside") or "fever for 40 hours"."""
+    rules = (lexicon or default_lexicon()).temperature
+    context_re, ambient_re, not_units_re = _temperature_regexes(rules)
+    numbers = list(TEMPERATURE_RE.finditer(text))
+    if not numbers:
+        return []
+    starts = [n.start() for n in numbers]
+    first_after_context = set()
+    for context in context_re.finditer(text) if context_re else ():
+        i = bisect.bisect_left(starts, context.end())
+        if i < len(starts) and starts[i] - context.end() <= CONTEXT_REACH_CHARS:
+            first_after_context.add(starts[i])
+    ambient = [(m.start(), m.end()) for m in ambient_re.finditer(text)] if ambient_re else []
     readings = []
-    context_ends = [m.end() for m in TEMPERATURE_CONTEXT_RE.finditer(clause)]
-    numbers = list(TEMPERATURE_RE.finditer(clause))
-    first_after_context = {
-        next((n.start() for n in numbers if 0 <= n.start() - end <= CONTEXT_REACH_CHARS), None)
-        for end in context_ends
-    }
     for match in numbers:
         unit = re.sub(r"\s+", "", match.group("unit") or "")
-        if not unit and match.start() not in first_after_context:
+        if not unit:
+            if match.start() not in first_after_context:
+                continue
+            if not_units_re and not_units_re.match(text, SPACES_RE.match(text, match.end()).end()):
+                continue
+        if ambient and _is_ambient(text, match, ambient):
             continue
         celsius = _to_celsius(float(match.group("value").replace(",", ".")), unit)
         if celsius is not None:
             readings.append(TemperatureReading(celsius, match.group(0).strip()))
     return readings
+
+
+def _temperature_regexes(rules: TemperatureRules) -> tuple:
+    cached = _TEMPERATURE_REGEXES.get(rules)
+    if cached is None:
+        cached = _TEMPERATURE_REGEXES[rules] = (rules.context_re, rules.ambient_re, rules.not_units_re)
+    return cached
+
+
+_TEMPERATURE_REGEXES: dict[TemperatureRules, tuple] = {}
+# How close (in characters, within one clause) a weather word must be to make a number ambient.
+AMBIENT_REACH_CHARS = 12
+SPACES_RE = re.compile(r"\s*")
+CLAUSE_BREAK_RE = re.compile(r"[!?;:\n()\[\]]|[.,](?!\d)|(?<!\d)[.,]")
+
+
+def _is_ambient(text: str, match: re.Match[str], ambient: list[tuple[int, int]]) -> bool:
+    """Is a weather or water word ("outside", "in the shade") right next to this number, in its clause?"""
+    i = bisect.bisect_left(ambient, (match.start() - AMBIENT_REACH_CHARS - 100, 0))
+    for start, end in ambient[i:]:
+        if start > match.end() + AMBIENT_REACH_CHARS:
+            break
+        if 0 <= start - match.end() <= AMBIENT_REACH_CHARS:
+            between = text[match.end() : start]
+        elif 0 <= match.start() - end <= AMBIENT_REACH_CHARS:
+            between = text[end : match.start()]
+        else:
+            continue
+        if not CLAUSE_BREAK_RE.search(between):
+            return True
+    return False
 
 
 def _in_range(value: float, bounds: tuple[float, float]) -> bool:
@@ -501,39 +629,46 @@ def _to_celsius(value: float, unit: str) -> float | None:
 
 
 def detect_red_flags(text: str, lexicon: Lexicon | None = None) -> list[RedFlag]:
-    """Every red flag in a message, in lexicon order, each with the words that showed it."""
+    """Every red flag in a message, in lexicon order, each with the words that showed it.
+
+    Temperatures are read per sentence: a stated temperature above the threshold is the fever flag,
+    and a stated temperature at or below it overrides fever words in its sentence ("a fever, 37.9").
+    Everything else is matched clause by clause, with negation scoped to the clause."""
     lexicon = lexicon or default_lexicon()
     folded = expand_contractions(fold(text)).replace("-", " ")
     found: dict[str, str] = {}
-    for clause in split_clauses(folded):
-        for flag_id, evidence in clause_flags(lexicon, clause):
-            found.setdefault(flag_id, evidence)
+    for sentence in split_sentences(folded):
+        readings = read_temperatures(sentence, lexicon)
+        if readings:
+            hottest = max(readings, key=lambda r: r.celsius)
+            if hottest.celsius > lexicon.fever_threshold_celsius:
+                found.setdefault(FEVER_FLAG, hottest.text)
+        for clause in split_clauses(sentence):
+            for flag_id, evidence in clause_flags(lexicon, clause, fever_words=not readings):
+                found.setdefault(flag_id, evidence)
         if len(found) == len(lexicon.flags):
             break
     return [RedFlag(rule.id, rule.label, found[rule.id]) for rule in lexicon.flags if rule.id in found]
 
 
-def clause_flags(lexicon: Lexicon, clause: str) -> list[tuple[str, str]]:
-    """(flag id, evidence) for each flag shown in one clause; repeated clauses come from a cache."""
+def clause_flags(lexicon: Lexicon, clause: str, fever_words: bool = True) -> list[tuple[str, str]]:
+    """(flag id, evidence) for each flag the words of one clause show; repeated clauses come from a cache.
+
+    With `fever_words` false (the sentence states a temperature) fever words do not count."""
     cache = lexicon._index.setdefault("clauses", {})
-    if clause in cache:
-        return cache[clause]
+    key = (clause, fever_words)
+    if key in cache:
+        return cache[key]
     found = []
     tokens = words(clause)
-    readings = read_temperatures(clause) if tokens else []
-    if readings:
-        hottest = max(readings, key=lambda r: r.celsius)
-        if hottest.celsius > lexicon.fever_threshold_celsius:
-            found.append((FEVER_FLAG, hottest.text))
     if tokens:
         matcher = _ClauseMatcher(lexicon, tokens)
         for rule in lexicon.flags:
-            # A stated temperature decides about fever, whatever words surround it.
-            if rule.id == FEVER_FLAG and readings:
+            if rule.id == FEVER_FLAG and not fever_words:
                 continue
             evidence = matcher.rule_evidence(rule)
             if evidence is not None:
                 found.append((rule.id, evidence))
     if len(cache) < 10_000:
-        cache[clause] = found
+        cache[key] = found
     return found

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from rapidfuzz import fuzz, process
@@ -85,6 +85,17 @@ class NegationRules:
     after: tuple[tuple[str, ...], ...]
     pseudo: tuple[tuple[str, ...], ...]
     terminators: tuple[tuple[str, ...], ...]
+    # Words that may not sit in a phrase's gap right after one of its negation words: "not breathing"
+    # must not match "not having trouble breathing".
+    gap_blockers: tuple[tuple[str, ...], ...] = ()
+
+    @cached_property
+    def single_word_triggers(self) -> frozenset[str]:
+        return frozenset(option[0] for option in self.before if len(option) == 1)
+
+    @cached_property
+    def blocker_words(self) -> frozenset[str]:
+        return frozenset(word for option in self.gap_blockers for word in option)
 
 
 def _words_regex(phrases: Iterable[str]) -> re.Pattern[str] | None:
@@ -308,7 +319,7 @@ TOP_LEVEL_KEYS = ("settings", "flag", "negation", "temperature", "typos")
 TEMPERATURE_KEYS = ("context", "ambient", "not_units")
 TYPOS_KEYS = ("never",)
 FLAG_KEYS = ("id", "label", "phrases", "combinations", "unless_before", "unless_after")
-NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators")
+NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators", "gap_blockers")
 NUMBER_SETTINGS = {
     # key: (type, lowest, highest)
     "max_gap": (int, 0, 20),
@@ -468,12 +479,21 @@ class _ClauseMatcher:
             return []
         found = []
         reach = self.lexicon.max_gap + 1
+        negation = self.lexicon.negation
+        triggers, blockers = negation.single_word_triggers, negation.blocker_words
         for start in self.positions[phrase[0]]:
             positions = [start]
             for spec in phrase[1:]:
                 candidates = self.positions[spec]
                 i = bisect.bisect_right(candidates, positions[-1])
                 if i == len(candidates) or candidates[i] - positions[-1] > reach:
+                    break
+                previous = positions[-1]
+                if (
+                    candidates[i] > previous + 1
+                    and self.tokens[previous] in triggers
+                    and blockers.intersection(self.tokens[previous + 1 : candidates[i]])
+                ):
                     break
                 positions.append(candidates[i])
             else:
@@ -635,7 +655,8 @@ def detect_red_flags(text: str, lexicon: Lexicon | None = None) -> list[RedFlag]
     and a stated temperature at or below it overrides fever words in its sentence ("a fever, 37.9").
     Everything else is matched clause by clause, with negation scoped to the clause."""
     lexicon = lexicon or default_lexicon()
-    folded = expand_contractions(fold(text)).replace("-", " ")
+    # "º" (the ordinal indicator, often typed for a degree sign) would fold to "o".
+    folded = expand_contractions(fold(text.replace("º", "°"))).replace("-", " ")
     found: dict[str, str] = {}
     for sentence in split_sentences(folded):
         readings = read_temperatures(sentence, lexicon)

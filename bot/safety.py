@@ -31,6 +31,8 @@ DEFAULT_EMERGENCY_NUMBER = "112"
 LEXICON_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Clauses end at sentence punctuation, commas (but not decimal commas), brackets and dashes.
 CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—]+\s")
+# How many words beyond the negation window to look for pseudo-negations and terminators.
+NEGATION_MARGIN = 12
 # Sentences end at . ! ? ; and new lines (not at a decimal point).
 SENTENCE_SPLIT_RE = re.compile(r"[!?;\n]+|\.(?!\d)|(?<!\d)\.")
 # A number that may be a temperature, with an optional unit right after it.
@@ -245,6 +247,16 @@ class Lexicon:
                         specs_by_alternative.setdefault(alt, set()).add(spec)
             self._index["specs"] = specs_by_alternative
         return self._index["words"]
+
+    def negation_index(self, kind: str) -> dict[str, list[tuple[str, ...]]]:
+        """Negation word sequences of one kind ("before", "after", "pseudo", "terminators") by first word."""
+        key = f"negation:{kind}"
+        if key not in self._index:
+            by_first: dict[str, list[tuple[str, ...]]] = {}
+            for option in getattr(self.negation, kind):
+                by_first.setdefault(option[0], []).append(option)
+            self._index[key] = by_first
+        return self._index[key]
 
     def phrases_starting_with(self, spec: TokenSpec) -> list[tuple[str, int]]:
         """(flag id, phrase index) of every phrase whose first position is this spec."""
@@ -465,6 +477,7 @@ class _ClauseMatcher:
         for position, token in enumerate(tokens):
             for spec in lexicon.token_specs(token):
                 self.positions.setdefault(spec, []).append(position)
+        self._negation_cache = {}
         self.candidates: dict[str, list[int]] = {}
         for spec in self.positions:
             for flag_id, index in lexicon.phrases_starting_with(spec):
@@ -506,33 +519,52 @@ class _ClauseMatcher:
             for option in options
         )
 
+    def _occurrences(self, kind: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Every (start, end) of one kind of negation words ("before", "pseudo", ...) in the clause,
+        found once per clause; with the sorted starts for bisecting."""
+        cached = self._negation_cache.get(kind)
+        if cached is None:
+            by_first = self.lexicon.negation_index(kind)
+            hits = []
+            for i, token in enumerate(self.tokens):
+                for option in by_first.get(token, ()):
+                    if tuple(self.tokens[i : i + len(option)]) == option:
+                        hits.append((i, i + len(option)))
+            hits.sort()
+            cached = self._negation_cache[kind] = ([a for a, _ in hits], hits)
+        return cached
+
+    def _near(self, kind: str, lo: int, hi: int, used: set[int]) -> list[tuple[int, int]]:
+        """Occurrences of a kind that lie within tokens[lo:hi] and use no word of the match."""
+        starts, hits = self._occurrences(kind)
+        i = bisect.bisect_left(starts, max(lo, 0))
+        found = []
+        while i < len(hits) and hits[i][0] < hi:
+            a, b = hits[i]
+            if b <= hi and not used.intersection(range(a, b)):
+                found.append((a, b))
+            i += 1
+        return found
+
     def negated(self, span: tuple[int, ...]) -> bool:
         """NegEx: is this match within a negation's scope in the clause?"""
         rules = self.lexicon.negation
         used = set(span)
         first, last = min(span), max(span)
-
-        def occurrences(options: tuple[tuple[str, ...], ...], lo: int, hi: int) -> list[tuple[int, int]]:
-            hits = []
-            for option in options:
-                for i in _find_sequence(self.tokens, option, lo, hi):
-                    if not used.intersection(range(i, i + len(option))):
-                        hits.append((i, i + len(option)))
-            return hits
-
-        pseudo = occurrences(rules.pseudo, 0, len(self.tokens))
-        pseudo_positions = {p for a, b in pseudo for p in range(a, b)}
-        terminators = occurrences(rules.terminators, 0, len(self.tokens))
+        # Only the neighbourhood of the match matters (keeps long clauses linear, not quadratic).
+        lo, hi = max(0, first - rules.window - NEGATION_MARGIN), last + 1 + rules.window + NEGATION_MARGIN
+        pseudo_positions = {p for a, b in self._near("pseudo", lo, hi, used) for p in range(a, b)}
+        terminators = self._near("terminators", lo, hi, used)
 
         def terminated(lo: int, hi: int) -> bool:
             return any(lo <= a and b <= hi for a, b in terminators)
 
-        for a, b in occurrences(rules.before, max(0, first - rules.window - 2), first):
+        for a, b in self._near("before", first - rules.window - 2, first, used):
             if pseudo_positions.intersection(range(a, b)):
                 continue
             if first - b <= rules.window and not terminated(b, first):
                 return True
-        for a, b in occurrences(rules.after, last + 1, last + 1 + rules.window + 3):
+        for a, b in self._near("after", last + 1, last + 1 + rules.window + 3, used):
             if pseudo_positions.intersection(range(a, b)):
                 continue
             if a - last - 1 <= rules.window and not terminated(last + 1, a):

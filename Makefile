@@ -23,6 +23,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m bot eval --safety --quiet
 
 eval: $(VENV)/.installed-dev
 	$(BIN)/python -m bot eval

@@ -57,7 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("index", parents=[common], help="build (or refresh) the cached index of a corpus")
     bench = commands.add_parser("bench", parents=[common], help="measure speed and memory against bm25s")
     add_bench_arguments(bench)
+    add_eval_parser(commands, common)
     return parser
+
+
+def add_eval_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`eval [FILE]`: retrieval quality (bot.evaluation); `eval --safety [FILE]`: red flags (bot.safety_eval)."""
+    from bot.safety_eval import add_arguments as add_safety_arguments
+
+    evaluate = commands.add_parser("eval", parents=[common], help="measure the bot on a labelled set")
+    evaluate.add_argument("--safety", action="store_true", help="evaluate red-flag detection (eval/safety.jsonl)")
+    evaluate.add_argument("file", nargs="?", metavar="FILE", help="labelled JSONL set (default: per evaluation)")
+    add_safety_arguments(evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,6 +198,18 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bench import run_bench
 
     return run_bench(args)
+def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.safety:
+        from bot.safety_eval import run_safety_eval
+
+        return run_safety_eval(args)
+    try:
+        from bot.evaluation import run_eval
+    except ModuleNotFoundError as error:
+        if error.name != "bot.evaluation":
+            raise
+        raise CommandError("the retrieval evaluation (bot/evaluation.py) is not available; try `eval --safety`") from None
+    return run_eval(args)
 
 
 COMMANDS = {
@@ -196,6 +219,7 @@ COMMANDS = {
     "telegram": run_telegram_command,
     "ask": run_ask_command,
     "bench-telegram": run_bench_telegram_command,
+    "eval": run_eval_command,
 }
 
 

@@ -10,10 +10,11 @@ compared with the threshold. All phrases live in ``bot/data/red_flags.toml``.
 from __future__ import annotations
 
 import bisect
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from rapidfuzz import fuzz, process
@@ -22,17 +23,24 @@ from bot.retrieval import DataFileError, load_toml
 from bot.text import expand_contractions, fold, words
 
 FEVER_FLAG = "fever"
+# An operator can point the bot at another lexicon file (its errors name that file).
+LEXICON_ENV_VAR = "RED_FLAGS_FILE"
 DEFAULT_EMERGENCY_NUMBER = "112"
 
+# What one position of a lexicon phrase may hold (bot.text.words yields only such words).
+LEXICON_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Clauses end at sentence punctuation, commas (but not decimal commas), brackets and dashes.
 CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—]+\s")
+# How many words beyond the negation window to look for pseudo-negations and terminators.
+NEGATION_MARGIN = 12
+# Sentences end at . ! ? ; and new lines (not at a decimal point).
+SENTENCE_SPLIT_RE = re.compile(r"[!?;\n]+|\.(?!\d)|(?<!\d)\.")
 # A number that may be a temperature, with an optional unit right after it.
 TEMPERATURE_RE = re.compile(
     r"(?<![\d.,])(?P<value>\d{2,3}(?:[.,]\d{1,2})?)\s*"
     r"(?P<unit>°\s*[cf]?|º\s*[cf]?|degrees?\s*(?:celsius|centigrade|fahrenheit|c|f)?|deg\s*[cf]?"
     r"|celsius|centigrade|fahrenheit|c|f)?(?![a-z\d])"
 )
-TEMPERATURE_CONTEXT_RE = re.compile(r"\b(?:temp\w*|fever\w*|febrile|thermometer|pyrexia)\b")
 CELSIUS_RANGE = (34.0, 45.0)
 FAHRENHEIT_RANGE = (93.0, 113.0)
 # How far after a context word ("temp", "fever") a bare number is read as a temperature.
@@ -53,6 +61,8 @@ class TokenSpec:
             text = alternative.rstrip("*")
             if not text:
                 raise ValueError(f"empty alternative in {raw!r}")
+            if not LEXICON_WORD_RE.fullmatch(text):
+                raise ValueError(f"{text!r} in {raw!r} is not a word (letters and digits only) and could never match")
             alternatives.append((text, is_prefix))
         return cls(tuple(alternatives))
 
@@ -77,6 +87,49 @@ class NegationRules:
     after: tuple[tuple[str, ...], ...]
     pseudo: tuple[tuple[str, ...], ...]
     terminators: tuple[tuple[str, ...], ...]
+    # Words that may not sit in a phrase's gap right after one of its negation words: "not breathing"
+    # must not match "not having trouble breathing".
+    gap_blockers: tuple[tuple[str, ...], ...] = ()
+
+    @cached_property
+    def single_word_triggers(self) -> frozenset[str]:
+        return frozenset(option[0] for option in self.before if len(option) == 1)
+
+    @cached_property
+    def blocker_words(self) -> frozenset[str]:
+        return frozenset(word for option in self.gap_blockers for word in option)
+
+
+def _words_regex(phrases: Iterable[str]) -> re.Pattern[str] | None:
+    """A regex for folded text matching any of these phrases ("temp*" matches "temperature")."""
+    options = []
+    for phrase in phrases:
+        parts = [re.escape(token.rstrip("*")) + (r"\w*" if token.endswith("*") else "") for token in phrase.split()]
+        options.append(r"\s+".join(parts))
+    if not options:
+        return None
+    return re.compile(r"\b(?:" + "|".join(sorted(options, key=len, reverse=True)) + r")\b")
+
+
+@dataclass(frozen=True)
+class TemperatureRules:
+    """Words that make a bare number a body temperature, or show that it is not one."""
+
+    context: tuple[str, ...] = ("temp*", "fever*", "febrile", "thermometer", "pyrexia")
+    ambient: tuple[str, ...] = ()
+    not_units: tuple[str, ...] = ()
+
+    @property
+    def context_re(self) -> re.Pattern[str] | None:
+        return _words_regex(self.context)
+
+    @property
+    def ambient_re(self) -> re.Pattern[str] | None:
+        return _words_regex(self.ambient)
+
+    @property
+    def not_units_re(self) -> re.Pattern[str] | None:
+        return _words_regex(self.not_units)
 
 
 @dataclass(frozen=True)
@@ -94,19 +147,32 @@ Alternative = tuple[str, bool]
 class WordMatcher:
     """Which lexicon words a message word matches: exactly, by prefix, or as a typo (rapidfuzz)."""
 
-    def __init__(self, alternatives: set[Alternative], fuzzy_min_length: int, fuzzy_cutoff: float) -> None:
+    def __init__(
+        self,
+        alternatives: set[Alternative],
+        fuzzy_min_length: int,
+        fuzzy_cutoff: float,
+        never_typos: frozenset[str] = frozenset(),
+    ) -> None:
         self.exact = frozenset(text for text, prefix in alternatives if not prefix)
         self.prefixes_by_length: dict[int, frozenset[str]] = {}
         for text, prefix in alternatives:
             if prefix:
                 self.prefixes_by_length.setdefault(len(text), set()).add(text)  # type: ignore[union-attr]
         self.prefixes_by_length = {n: frozenset(p) for n, p in self.prefixes_by_length.items()}
-        self.fuzzy_exact = sorted(t for t in self.exact if len(t) >= fuzzy_min_length)
-        self.fuzzy_prefixes = sorted(
-            t for n, group in self.prefixes_by_length.items() if n >= fuzzy_min_length for t in group
-        )
+        # Typos keep their first letter (a common spell-checking assumption): "sitting" is not "fitting".
+        self.fuzzy_exact: dict[str, list[str]] = {}
+        for text in sorted(self.exact):
+            if len(text) >= fuzzy_min_length:
+                self.fuzzy_exact.setdefault(text[0], []).append(text)
+        self.fuzzy_prefixes: dict[str, list[str]] = {}
+        for length, group in sorted(self.prefixes_by_length.items()):
+            if length >= fuzzy_min_length:
+                for text in sorted(group):
+                    self.fuzzy_prefixes.setdefault(text[0], []).append(text)
         self.fuzzy_min_length = fuzzy_min_length
         self.fuzzy_cutoff = fuzzy_cutoff
+        self.never_typos = never_typos
         self._cache: dict[str, frozenset[Alternative]] = {}
 
     def known(self, token: str) -> set[Alternative]:
@@ -119,22 +185,26 @@ class WordMatcher:
     def matches(self, token: str) -> frozenset[Alternative]:
         cached = self._cache.get(token)
         if cached is None:
-            cached = frozenset(self.known(token) or self._typos(token))
+            known = self.known(token)
+            # A word that is itself in the lexicon is no typo; one that only starts like a prefix
+            # ("brethe": "breth*") may still be a typo of a whole word ("breathe").
+            cached = frozenset(known if token in self.exact else known | self._typos(token))
             if len(self._cache) < 100_000:
                 self._cache[token] = cached
         return cached
 
     def _typos(self, token: str) -> set[Alternative]:
-        """Lexicon words this unknown word is a misspelling of; short words never are."""
-        if len(token) < self.fuzzy_min_length - 1:
+        """Lexicon words this unknown word is a misspelling of; short words and listed words never are."""
+        if len(token) < self.fuzzy_min_length - 1 or token in self.never_typos or token.isdigit():
             return set()
         found: set[Alternative] = {
             (text, False)
             for text, _, _ in process.extract(
-                token, self.fuzzy_exact, scorer=fuzz.ratio, score_cutoff=self.fuzzy_cutoff, limit=None
+                token, self.fuzzy_exact.get(token[0], ()), scorer=fuzz.ratio,
+                score_cutoff=self.fuzzy_cutoff, limit=None,
             )
         }
-        for text in self.fuzzy_prefixes:
+        for text in self.fuzzy_prefixes.get(token[0], ()):
             starts = (token[: len(text)], token[: len(text) + 1])
             if max(fuzz.ratio(start, text) for start in starts) >= self.fuzzy_cutoff:
                 found.add((text, True))
@@ -149,6 +219,8 @@ class Lexicon:
     fuzzy_min_length: int = 6
     fuzzy_cutoff: float = 80.0
     fever_threshold_celsius: float = 38.5
+    temperature: TemperatureRules = field(default_factory=lambda: TemperatureRules())
+    never_typos: frozenset[str] = frozenset()
     _index: dict = field(default_factory=dict, compare=False, repr=False)
 
     def labels(self) -> dict[str, str]:
@@ -165,7 +237,9 @@ class Lexicon:
     def words(self) -> WordMatcher:
         if "words" not in self._index:
             alternatives = {alt for phrase in self.all_phrases() for spec in phrase for alt in spec.alternatives}
-            self._index["words"] = WordMatcher(alternatives, int(self.fuzzy_min_length), self.fuzzy_cutoff)
+            self._index["words"] = WordMatcher(
+                alternatives, int(self.fuzzy_min_length), self.fuzzy_cutoff, self.never_typos
+            )
             specs_by_alternative: dict[Alternative, set[TokenSpec]] = {}
             for phrase in self.all_phrases():
                 for spec in phrase:
@@ -173,6 +247,16 @@ class Lexicon:
                         specs_by_alternative.setdefault(alt, set()).add(spec)
             self._index["specs"] = specs_by_alternative
         return self._index["words"]
+
+    def negation_index(self, kind: str) -> dict[str, list[tuple[str, ...]]]:
+        """Negation word sequences of one kind ("before", "after", "pseudo", "terminators") by first word."""
+        key = f"negation:{kind}"
+        if key not in self._index:
+            by_first: dict[str, list[tuple[str, ...]]] = {}
+            for option in getattr(self.negation, kind):
+                by_first.setdefault(option[0], []).append(option)
+            self._index[key] = by_first
+        return self._index[key]
 
     def phrases_starting_with(self, spec: TokenSpec) -> list[tuple[str, int]]:
         """(flag id, phrase index) of every phrase whose first position is this spec."""
@@ -211,13 +295,55 @@ def _parse_phrase(raw: object, where: str) -> Phrase:
 
 def _string_list(table: dict, key: str, where: str) -> list[str]:
     value = table.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise DataFileError(f"{where}: {key!r} must be a list of non-empty strings")
+    if not isinstance(value, list):
+        raise DataFileError(f"{where}: {key!r} must be a list of non-empty strings, got {type(value).__name__}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise DataFileError(f"{where}: {key}[{index}] must be a non-empty string, got {item!r}")
     return value
+
+
+def _check_keys(table: dict, allowed: Iterable[str], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise DataFileError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))} (expected {', '.join(sorted(allowed))})"
+        )
+
+
+def _phrases(table: dict, key: str, where: str) -> tuple[Phrase, ...]:
+    return tuple(
+        _parse_phrase(raw, f"{where}, {key}[{index}]") for index, raw in enumerate(_string_list(table, key, where))
+    )
+
+
+def _word_sequences(table: dict, key: str, where: str) -> tuple[tuple[str, ...], ...]:
+    sequences = []
+    for index, raw in enumerate(_string_list(table, key, where)):
+        sequence = _phrase_words(raw)
+        if not sequence:
+            raise DataFileError(f"{where}: {key}[{index}] {raw!r} has no words")
+        sequences.append(sequence)
+    return tuple(sequences)
+
+
+TOP_LEVEL_KEYS = ("settings", "flag", "negation", "temperature", "typos")
+TEMPERATURE_KEYS = ("context", "ambient", "not_units")
+TYPOS_KEYS = ("never",)
+FLAG_KEYS = ("id", "label", "phrases", "combinations", "unless_before", "unless_after")
+NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators", "gap_blockers")
+NUMBER_SETTINGS = {
+    # key: (type, lowest, highest)
+    "max_gap": (int, 0, 20),
+    "fuzzy_min_length": (int, 1, 100),
+    "fuzzy_cutoff": (float, 50, 100),
+    "fever_threshold_celsius": (float, 35, 43),
+}
 
 
 def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
     """Build a Lexicon from parsed TOML, naming the file and entry in any error."""
+    _check_keys(data, TOP_LEVEL_KEYS, f"data file {label}")
     flags_raw = data.get("flag")
     if not isinstance(flags_raw, list) or not flags_raw:
         raise DataFileError(f"data file {label}: needs at least one [[flag]] table")
@@ -228,19 +354,27 @@ def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
         if not isinstance(entry, dict):
             raise DataFileError(f"{where}: must be a table")
         flag_id, flag_label = entry.get("id"), entry.get("label")
-        if not isinstance(flag_id, str) or not flag_id or not isinstance(flag_label, str) or not flag_label:
-            raise DataFileError(f"{where}: needs a string 'id' and 'label'")
+        if not isinstance(flag_id, str) or not flag_id.strip() or not isinstance(flag_label, str) or not flag_label.strip():
+            raise DataFileError(f"{where}: needs a non-empty string 'id' and 'label'")
         if flag_id in seen:
             raise DataFileError(f"{where}: duplicate id {flag_id!r}")
         seen.add(flag_id)
         where = f"data file {label}, flag {flag_id!r}"
-        phrases = tuple(_parse_phrase(p, where) for p in _string_list(entry, "phrases", where))
+        _check_keys(entry, FLAG_KEYS, where)
+        phrases = _phrases(entry, "phrases", where)
         combos_raw = entry.get("combinations", [])
-        if not isinstance(combos_raw, list) or not all(
-            isinstance(c, list) and len(c) >= 2 for c in combos_raw
-        ):
+        if not isinstance(combos_raw, list):
             raise DataFileError(f"{where}: 'combinations' must be a list of lists of two or more phrases")
-        combinations = tuple(tuple(_parse_phrase(p, where) for p in combo) for combo in combos_raw)
+        combinations = []
+        for combo_index, combo in enumerate(combos_raw):
+            if not isinstance(combo, list) or len(combo) < 2:
+                raise DataFileError(f"{where}: combinations[{combo_index}] must be a list of two or more phrases")
+            combinations.append(
+                tuple(
+                    _parse_phrase(raw, f"{where}, combinations[{combo_index}][{part}]")
+                    for part, raw in enumerate(combo)
+                )
+            )
         if not phrases and not combinations:
             raise DataFileError(f"{where}: needs 'phrases' or 'combinations'")
         rules.append(
@@ -248,48 +382,81 @@ def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
                 id=flag_id,
                 label=flag_label,
                 phrases=phrases,
-                combinations=combinations,
-                unless_before=tuple(_phrase_words(p) for p in _string_list(entry, "unless_before", where)),
-                unless_after=tuple(_phrase_words(p) for p in _string_list(entry, "unless_after", where)),
+                combinations=tuple(combinations),
+                unless_before=_word_sequences(entry, "unless_before", where),
+                unless_after=_word_sequences(entry, "unless_after", where),
             )
         )
     negation_raw = data.get("negation", {})
     where = f"data file {label}, [negation]"
     if not isinstance(negation_raw, dict):
         raise DataFileError(f"{where}: must be a table")
+    _check_keys(negation_raw, NEGATION_KEYS, where)
     window = negation_raw.get("window", 5)
-    if not isinstance(window, int) or window < 1:
-        raise DataFileError(f"{where}: 'window' must be a positive integer")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise DataFileError(f"{where}: 'window' must be a positive integer, got {window!r}")
     negation = NegationRules(
-        window=window,
-        **{
-            key: tuple(_phrase_words(p) for p in _string_list(negation_raw, key, where))
-            for key in ("before", "after", "pseudo", "terminators")
-        },
+        window=window, **{key: _word_sequences(negation_raw, key, where) for key in NEGATION_KEYS[1:]}
     )
     settings = data.get("settings", {})
     where = f"data file {label}, [settings]"
+    if not isinstance(settings, dict):
+        raise DataFileError(f"{where}: must be a table")
+    _check_keys(settings, NUMBER_SETTINGS, where)
     numbers = {}
-    for key in ("max_gap", "fuzzy_min_length", "fuzzy_cutoff", "fever_threshold_celsius"):
-        if key in settings:
-            value = settings[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise DataFileError(f"{where}: {key!r} must be a non-negative number")
-            numbers[key] = value
-    return Lexicon(flags=tuple(rules), negation=negation, **numbers)
+    for key, value in settings.items():
+        kind, lowest, highest = NUMBER_SETTINGS[key]
+        allowed = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, allowed) or not lowest <= value <= highest:
+            kind_name = "an integer" if kind is int else "a number"
+            raise DataFileError(f"{where}: {key!r} must be {kind_name} from {lowest} to {highest}, got {value!r}")
+        numbers[key] = value
+    temperature = _table(data, "temperature", TEMPERATURE_KEYS, f"data file {label}, [temperature]")
+    typos = _table(data, "typos", TYPOS_KEYS, f"data file {label}, [typos]")
+    return Lexicon(
+        flags=tuple(rules),
+        negation=negation,
+        temperature=TemperatureRules(**{key: tuple(values) for key, values in temperature.items()}),
+        never_typos=frozenset(word for raw in typos.get("never", []) for word in _phrase_words(raw)),
+        **numbers,
+    )
+
+
+def _table(data: dict, key: str, allowed: tuple[str, ...], where: str) -> dict[str, list[str]]:
+    """An optional table whose entries are all lists of non-empty strings."""
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise DataFileError(f"{where}: must be a table")
+    _check_keys(table, allowed, where)
+    result = {}
+    for name in table:
+        result[name] = []
+        for index, raw in enumerate(_string_list(table, name, where)):
+            tokens = expand_contractions(fold(raw)).replace("-", " ").split()
+            if not tokens or not all(LEXICON_WORD_RE.fullmatch(t.removesuffix("*")) for t in tokens):
+                raise DataFileError(f"{where}: {name}[{index}] {raw!r} must be words (a final '*' for a prefix)")
+            result[name].append(" ".join(tokens))
+    return result
 
 
 def load_lexicon(source: str | Path = "red_flags.toml") -> Lexicon:
-    return parse_lexicon(load_toml(source), str(source))
+    label = f"bot/data/{source}" if isinstance(source, str) and "/" not in source else str(source)
+    return parse_lexicon(load_toml(source), label)
 
 
 @lru_cache(maxsize=1)
 def default_lexicon() -> Lexicon:
-    return load_lexicon()
+    """The bundled lexicon, or the file named by the RED_FLAGS_FILE environment variable."""
+    override = os.environ.get(LEXICON_ENV_VAR, "").strip()
+    return load_lexicon(Path(override)) if override else load_lexicon()
 
 
 # ---------------------------------------------------------------------------------------------
 # Detection
+
+
+def split_sentences(text: str) -> list[str]:
+    return [c for c in SENTENCE_SPLIT_RE.split(text) if c and c.strip()]
 
 
 def split_clauses(text: str) -> list[str]:
@@ -310,6 +477,7 @@ class _ClauseMatcher:
         for position, token in enumerate(tokens):
             for spec in lexicon.token_specs(token):
                 self.positions.setdefault(spec, []).append(position)
+        self._negation_cache = {}
         self.candidates: dict[str, list[int]] = {}
         for spec in self.positions:
             for flag_id, index in lexicon.phrases_starting_with(spec):
@@ -324,12 +492,21 @@ class _ClauseMatcher:
             return []
         found = []
         reach = self.lexicon.max_gap + 1
+        negation = self.lexicon.negation
+        triggers, blockers = negation.single_word_triggers, negation.blocker_words
         for start in self.positions[phrase[0]]:
             positions = [start]
             for spec in phrase[1:]:
                 candidates = self.positions[spec]
                 i = bisect.bisect_right(candidates, positions[-1])
                 if i == len(candidates) or candidates[i] - positions[-1] > reach:
+                    break
+                previous = positions[-1]
+                if (
+                    candidates[i] > previous + 1
+                    and self.tokens[previous] in triggers
+                    and blockers.intersection(self.tokens[previous + 1 : candidates[i]])
+                ):
                     break
                 positions.append(candidates[i])
             else:
@@ -342,33 +519,52 @@ class _ClauseMatcher:
             for option in options
         )
 
+    def _occurrences(self, kind: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Every (start, end) of one kind of negation words ("before", "pseudo", ...) in the clause,
+        found once per clause; with the sorted starts for bisecting."""
+        cached = self._negation_cache.get(kind)
+        if cached is None:
+            by_first = self.lexicon.negation_index(kind)
+            hits = []
+            for i, token in enumerate(self.tokens):
+                for option in by_first.get(token, ()):
+                    if tuple(self.tokens[i : i + len(option)]) == option:
+                        hits.append((i, i + len(option)))
+            hits.sort()
+            cached = self._negation_cache[kind] = ([a for a, _ in hits], hits)
+        return cached
+
+    def _near(self, kind: str, lo: int, hi: int, used: set[int]) -> list[tuple[int, int]]:
+        """Occurrences of a kind that lie within tokens[lo:hi] and use no word of the match."""
+        starts, hits = self._occurrences(kind)
+        i = bisect.bisect_left(starts, max(lo, 0))
+        found = []
+        while i < len(hits) and hits[i][0] < hi:
+            a, b = hits[i]
+            if b <= hi and not used.intersection(range(a, b)):
+                found.append((a, b))
+            i += 1
+        return found
+
     def negated(self, span: tuple[int, ...]) -> bool:
         """NegEx: is this match within a negation's scope in the clause?"""
         rules = self.lexicon.negation
         used = set(span)
         first, last = min(span), max(span)
-
-        def occurrences(options: tuple[tuple[str, ...], ...], lo: int, hi: int) -> list[tuple[int, int]]:
-            hits = []
-            for option in options:
-                for i in _find_sequence(self.tokens, option, lo, hi):
-                    if not used.intersection(range(i, i + len(option))):
-                        hits.append((i, i + len(option)))
-            return hits
-
-        pseudo = occurrences(rules.pseudo, 0, len(self.tokens))
-        pseudo_positions = {p for a, b in pseudo for p in range(a, b)}
-        terminators = occurrences(rules.terminators, 0, len(self.tokens))
+        # Only the neighbourhood of the match matters (keeps long clauses linear, not quadratic).
+        lo, hi = max(0, first - rules.window - NEGATION_MARGIN), last + 1 + rules.window + NEGATION_MARGIN
+        pseudo_positions = {p for a, b in self._near("pseudo", lo, hi, used) for p in range(a, b)}
+        terminators = self._near("terminators", lo, hi, used)
 
         def terminated(lo: int, hi: int) -> bool:
             return any(lo <= a and b <= hi for a, b in terminators)
 
-        for a, b in occurrences(rules.before, max(0, first - rules.window - 2), first):
+        for a, b in self._near("before", first - rules.window - 2, first, used):
             if pseudo_positions.intersection(range(a, b)):
                 continue
             if first - b <= rules.window and not terminated(b, first):
                 return True
-        for a, b in occurrences(rules.after, last + 1, last + 1 + rules.window + 3):
+        for a, b in self._near("after", last + 1, last + 1 + rules.window + 3, used):
             if pseudo_positions.intersection(range(a, b)):
                 continue
             if a - last - 1 <= rules.window and not terminated(last + 1, a):
@@ -407,23 +603,66 @@ class TemperatureReading:
     text: str
 
 
-def read_temperatures(clause: str) -> list[TemperatureReading]:
-    """Temperatures stated in a clause: numbers with a unit, or the first number after "temp"/"fever"."""
+def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[TemperatureReading]:
+    """Body temperatures stated in folded text: numbers with a unit, or the first number after a
+    context word ("temp 38.7", "fever of 39"); not the weather ("39 degrees outside") or "fever for 40 hours"."""
+    rules = (lexicon or default_lexicon()).temperature
+    context_re, ambient_re, not_units_re = _temperature_regexes(rules)
+    numbers = list(TEMPERATURE_RE.finditer(text))
+    if not numbers:
+        return []
+    starts = [n.start() for n in numbers]
+    first_after_context = set()
+    for context in context_re.finditer(text) if context_re else ():
+        i = bisect.bisect_left(starts, context.end())
+        if i < len(starts) and starts[i] - context.end() <= CONTEXT_REACH_CHARS:
+            first_after_context.add(starts[i])
+    ambient = [(m.start(), m.end()) for m in ambient_re.finditer(text)] if ambient_re else []
     readings = []
-    context_ends = [m.end() for m in TEMPERATURE_CONTEXT_RE.finditer(clause)]
-    numbers = list(TEMPERATURE_RE.finditer(clause))
-    first_after_context = {
-        next((n.start() for n in numbers if 0 <= n.start() - end <= CONTEXT_REACH_CHARS), None)
-        for end in context_ends
-    }
     for match in numbers:
         unit = re.sub(r"\s+", "", match.group("unit") or "")
-        if not unit and match.start() not in first_after_context:
+        if not unit:
+            if match.start() not in first_after_context:
+                continue
+            if not_units_re and not_units_re.match(text, SPACES_RE.match(text, match.end()).end()):
+                continue
+        if ambient and _is_ambient(text, match, ambient):
             continue
         celsius = _to_celsius(float(match.group("value").replace(",", ".")), unit)
         if celsius is not None:
             readings.append(TemperatureReading(celsius, match.group(0).strip()))
     return readings
+
+
+def _temperature_regexes(rules: TemperatureRules) -> tuple:
+    cached = _TEMPERATURE_REGEXES.get(rules)
+    if cached is None:
+        cached = _TEMPERATURE_REGEXES[rules] = (rules.context_re, rules.ambient_re, rules.not_units_re)
+    return cached
+
+
+_TEMPERATURE_REGEXES: dict[TemperatureRules, tuple] = {}
+# How close (in characters, within one clause) a weather word must be to make a number ambient.
+AMBIENT_REACH_CHARS = 12
+SPACES_RE = re.compile(r"\s*")
+CLAUSE_BREAK_RE = re.compile(r"[!?;:\n()\[\]]|[.,](?!\d)|(?<!\d)[.,]")
+
+
+def _is_ambient(text: str, match: re.Match[str], ambient: list[tuple[int, int]]) -> bool:
+    """Is a weather or water word ("outside", "in the shade") right next to this number, in its clause?"""
+    i = bisect.bisect_left(ambient, (match.start() - AMBIENT_REACH_CHARS - 100, 0))
+    for start, end in ambient[i:]:
+        if start > match.end() + AMBIENT_REACH_CHARS:
+            break
+        if 0 <= start - match.end() <= AMBIENT_REACH_CHARS:
+            between = text[match.end() : start]
+        elif 0 <= match.start() - end <= AMBIENT_REACH_CHARS:
+            between = text[end : match.start()]
+        else:
+            continue
+        if not CLAUSE_BREAK_RE.search(between):
+            return True
+    return False
 
 
 def _in_range(value: float, bounds: tuple[float, float]) -> bool:
@@ -442,39 +681,47 @@ def _to_celsius(value: float, unit: str) -> float | None:
 
 
 def detect_red_flags(text: str, lexicon: Lexicon | None = None) -> list[RedFlag]:
-    """Every red flag in a message, in lexicon order, each with the words that showed it."""
+    """Every red flag in a message, in lexicon order, each with the words that showed it.
+
+    Temperatures are read per sentence: a stated temperature above the threshold is the fever flag,
+    and a stated temperature at or below it overrides fever words in its sentence ("a fever, 37.9").
+    Everything else is matched clause by clause, with negation scoped to the clause."""
     lexicon = lexicon or default_lexicon()
-    folded = expand_contractions(fold(text)).replace("-", " ")
+    # "º" (the ordinal indicator, often typed for a degree sign) would fold to "o".
+    folded = expand_contractions(fold(text.replace("º", "°"))).replace("-", " ")
     found: dict[str, str] = {}
-    for clause in split_clauses(folded):
-        for flag_id, evidence in clause_flags(lexicon, clause):
-            found.setdefault(flag_id, evidence)
+    for sentence in split_sentences(folded):
+        readings = read_temperatures(sentence, lexicon)
+        if readings:
+            hottest = max(readings, key=lambda r: r.celsius)
+            if hottest.celsius > lexicon.fever_threshold_celsius:
+                found.setdefault(FEVER_FLAG, hottest.text)
+        for clause in split_clauses(sentence):
+            for flag_id, evidence in clause_flags(lexicon, clause, fever_words=not readings):
+                found.setdefault(flag_id, evidence)
         if len(found) == len(lexicon.flags):
             break
     return [RedFlag(rule.id, rule.label, found[rule.id]) for rule in lexicon.flags if rule.id in found]
 
 
-def clause_flags(lexicon: Lexicon, clause: str) -> list[tuple[str, str]]:
-    """(flag id, evidence) for each flag shown in one clause; repeated clauses come from a cache."""
+def clause_flags(lexicon: Lexicon, clause: str, fever_words: bool = True) -> list[tuple[str, str]]:
+    """(flag id, evidence) for each flag the words of one clause show; repeated clauses come from a cache.
+
+    With `fever_words` false (the sentence states a temperature) fever words do not count."""
     cache = lexicon._index.setdefault("clauses", {})
-    if clause in cache:
-        return cache[clause]
+    key = (clause, fever_words)
+    if key in cache:
+        return cache[key]
     found = []
     tokens = words(clause)
-    readings = read_temperatures(clause) if tokens else []
-    if readings:
-        hottest = max(readings, key=lambda r: r.celsius)
-        if hottest.celsius > lexicon.fever_threshold_celsius:
-            found.append((FEVER_FLAG, hottest.text))
     if tokens:
         matcher = _ClauseMatcher(lexicon, tokens)
         for rule in lexicon.flags:
-            # A stated temperature decides about fever, whatever words surround it.
-            if rule.id == FEVER_FLAG and readings:
+            if rule.id == FEVER_FLAG and not fever_words:
                 continue
             evidence = matcher.rule_evidence(rule)
             if evidence is not None:
                 found.append((rule.id, evidence))
     if len(cache) < 10_000:
-        cache[clause] = found
+        cache[key] = found
     return found

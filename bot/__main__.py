@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object per question per line")
     ask.add_argument("--session", action="store_true", help="treat all questions as one conversation")
     ask.add_argument("questions", nargs="*", metavar="QUESTION")
+    evaluate = commands.add_parser("eval", parents=[common], help="answer quality on a labelled question set")
+    evaluate.add_argument("file", nargs="?", type=Path, metavar="FILE", help="questions (default eval/questions.jsonl)")
+    evaluate.add_argument("--split", choices=("dev", "heldout", "all"), default="all", help="which split (default all)")
+    for option, label in (("hit1", "hit@1"), ("hit3", "hit@3"), ("mrr", "MRR"), ("abstention", "off-topic abstention")):
+        evaluate.add_argument(f"--min-{option}", type=float, metavar="X", help=f"exit 1 when {label} is below X")
+    evaluate.add_argument("--compare-bm25", action="store_true", help="rank the same questions with bm25s too")
+    evaluate.add_argument("--safety", action="store_true", help="evaluate red-flag detection instead")
+    report = commands.add_parser("report", parents=[common], help="most frequent declined and 👎-rated questions")
+    report.add_argument("--limit", type=int, default=20, metavar="N", help="rows per list (default 20)")
     bench = commands.add_parser("bench", parents=[common], help="measure speed and memory against bm25s")
     add_bench_arguments(bench)
     return parser
@@ -155,6 +164,29 @@ def run_ask_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.safety:
+        try:
+            from bot.safety_eval import run_safety_eval
+        except ImportError:
+            raise CommandError("the safety evaluation (bot/safety_eval.py) is not installed") from None
+        return run_safety_eval(args)
+    from bot.evaluation import EvalFileError, run_eval
+
+    try:
+        return run_eval(args)
+    except EvalFileError as error:
+        raise CommandError(str(error)) from None
+
+
+def run_report_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.feedback import print_report
+
+    if not settings.feedback_db:
+        raise CommandError("FEEDBACK_DB is not set: there is no feedback to report")
+    return print_report(settings.feedback_db, args.limit)
+
+
 def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bench import run_bench
 
@@ -167,6 +199,8 @@ COMMANDS = {
     "telegram": run_telegram_command,
     "ask": run_ask_command,
     "bench-telegram": run_bench_telegram_command,
+    "eval": run_eval_command,
+    "report": run_report_command,
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.corpus import Passage, load_passages
-from bot.retrieval import DataFileError, Hit, QueryAnalysis, Retriever, load_toml, section_suggestions
+from bot.retrieval import DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions
 from bot.safety import DEFAULT_EMERGENCY_NUMBER, Lexicon, RedFlag, default_lexicon, detect_red_flags
 from bot.text import clean_user_text
 
@@ -179,7 +179,7 @@ class Chatbot:
             shown_corrections = list(result.query.corrections.items())[:MAX_CORRECTIONS_SHOWN]
             pairs = ", ".join(f"“{typo[:40]}” as “{fixed}”" for typo, fixed in shown_corrections)
             notices.append(self.messages["corrections"].format(pairs=pairs))
-        if result.best_score < self.answer_threshold:
+        if not self.confident(result):
             decline = (
                 self.messages["urgent_no_answer"]
                 if flags
@@ -207,6 +207,10 @@ class Chatbot:
             candidates=result.hits,
             **base,
         )
+
+    def confident(self, result: SearchResult) -> bool:
+        """Answer only a question about the domain (it has an anchor word) with a good enough match."""
+        return bool(result.hits) and result.query.anchored and result.best_score >= self.answer_threshold
 
     def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:
         """Other sections worth offering after an answer: the runners-up first."""

@@ -25,6 +25,11 @@ MIN_CORRECTABLE_LENGTH = 4
 SHORT_WORD_LENGTH = 5
 TYPO_CUTOFF = 80.0
 SHORT_WORD_TYPO_CUTOFF = 85.0
+# How many of the best-scoring passages the re-ranking step looks at.
+RERANK_DEPTH = 10
+# Re-ranking weights: share of the question's words the passage (or its section title) contains.
+COVERAGE_WEIGHT = 0.10
+TITLE_WEIGHT = 0.08
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
 
@@ -41,6 +46,9 @@ class QueryAnalysis:
     corrections: dict[str, str] = field(default_factory=dict)
     expansions: tuple[str, ...] = ()
 
+    intents: tuple[str, ...] = ()
+    anchored: bool = True
+
     @property
     def search_text(self) -> str:
         return " ".join((*self.words, *self.expansions))
@@ -51,6 +59,7 @@ class Hit:
     passage: Passage
     score: float
     matched_terms: tuple[str, ...]
+    coverage: float = 0.0  # IDF-weighted share of the question's own words found in the passage
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,46 @@ def load_synonyms(source: str | Path = "synonyms.toml") -> dict[str, str]:
     return dict(sorted(folded.items(), key=lambda item: -len(item[0])))
 
 
+def load_english_words(source: str | Path = "english_words.toml") -> frozenset[str]:
+    """Real English words: typo correction never changes these into corpus words."""
+    data = load_toml(source)
+    if not isinstance(data.get("words"), str):
+        raise DataFileError(f"data file {source}: `words` must be a string of words")
+    return frozenset(words(data["words"]))
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str
+    cues: frozenset[str]
+    sections: tuple[str, ...]
+    boost: float
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Anchor words (what the bot is about) and intent cues, from bot/data/domain.toml."""
+
+    anchors: frozenset[str]
+    intents: tuple[Intent, ...]
+
+
+def load_domain(source: str | Path = "domain.toml") -> Domain:
+    data = load_toml(source)
+    try:
+        anchors = frozenset(words(data["anchors"]))
+        intents = tuple(
+            Intent(str(i["name"]), frozenset(fold(c) for c in i["cues"]),
+                   tuple(" ".join(words(t)) for t in i["sections"]), float(i["boost"]))
+            for i in data.get("intents", [])
+        )
+    except (KeyError, TypeError, ValueError):
+        raise DataFileError(
+            f"data file {source}: needs `anchors` (a string) and [[intents]] with name, cues, sections, boost"
+        ) from None
+    return Domain(anchors, intents)
+
+
 class Analyzer:
     """Folded, stop-word-free, stemmed words plus their bigrams."""
 
@@ -136,6 +185,23 @@ class Retriever:
         self._feature_names = self.vectorizer.get_feature_names_out()
         self.known_words = self._known_words()
         self._known_word_list = sorted(self.known_words)
+        self._prepare_query_analysis()
+
+    def _prepare_query_analysis(self) -> None:
+        """Data for reading questions: real English words, stemmed synonyms, anchors, intents, IDF."""
+        self.english_words = load_english_words()
+        self.domain = load_domain()
+        stem = self.analyzer.stem
+        self._synonym_stems: dict[tuple[str, ...], str] = {}
+        for phrase, terms in self.synonyms.items():
+            self._synonym_stems.setdefault(tuple(stem(w) for w in phrase.split()), terms)
+        self._longest_synonym = max((len(k) for k in self._synonym_stems), default=0)
+        # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
+        jargon = {w for w in self.known_words if len(w) >= 4 and w not in self.english_words and not w.isdigit()}
+        self._anchor_stems = frozenset(stem(w) for w in (*self.domain.anchors, *jargon))
+        idf = getattr(self.vectorizer, "idf_", None)
+        self._max_idf = float(idf.max()) if idf is not None and len(idf) else 1.0
+        self._idf = idf
 
     def _known_words(self) -> set[str]:
         """Every folded word of the corpus and of the synonym phrases: what typos are corrected to."""
@@ -155,15 +221,23 @@ class Retriever:
             if fixed != word:
                 corrections[word] = fixed
             corrected.append(fixed)
-        return QueryAnalysis(tuple(corrected), corrections, self.expand(corrected))
+        expansions = self.expand(corrected)
+        stems = {self.analyzer.stem(w) for w in (*corrected, *expansions)}
+        intents = tuple(i.name for i in self.domain.intents if i.cues & set(corrected))
+        return QueryAnalysis(tuple(corrected), corrections, expansions, intents, bool(stems & self._anchor_stems))
 
     def correct(self, word: str) -> str:
-        """The corpus word a misspelt query word most likely means, or the word itself."""
+        """The corpus word a misspelt query word most likely means, or the word itself.
+
+        Only unknown words are corrected: a real English word ("weather") is never turned into a
+        corpus word ("water").
+        """
         if (
             len(word) < MIN_CORRECTABLE_LENGTH
             or word in STOP_WORDS
             or word in self.known_words
-            or word.isdigit()
+            or word in self.english_words
+            or not word.isalpha()
             or self.analyzer.stem(word) in self.vocabulary
         ):
             return word
@@ -171,15 +245,21 @@ class Retriever:
         match = process.extractOne(word, self._known_word_list, scorer=fuzz.ratio, score_cutoff=cutoff)
         return match[0] if match else word
 
-    def expand(self, query_words: list[str]) -> tuple[str, ...]:
-        """Corpus terms for the lay phrases found in the query."""
-        text = f" {' '.join(query_words)} "
+    def expand(self, query_words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """Corpus terms for the lay phrases found in the query, matched on stems ("medicines" = "medicine")."""
+        stems = [self.analyzer.stem(w) for w in query_words]
         found: list[str] = []
-        for phrase, terms in self.synonyms.items():
-            if f" {phrase} " in text:
-                found.append(terms)
-                text = text.replace(f" {phrase} ", " | ")
-        return tuple(" ".join(found).split())
+        i = 0
+        while i < len(stems):
+            for size in range(min(self._longest_synonym, len(stems) - i), 0, -1):
+                terms = self._synonym_stems.get(tuple(stems[i : i + size]))
+                if terms is not None:
+                    found.append(terms)
+                    i += size
+                    break
+            else:
+                i += 1
+        return tuple(dict.fromkeys(" ".join(found).split()))
 
     def search(self, question: str, limit: int = 3) -> SearchResult:
         query = self.analyse(question)
@@ -187,14 +267,42 @@ class Retriever:
         if vector.nnz == 0:
             return SearchResult(query, ())
         scores = (self.matrix @ vector.T).toarray().ravel()
-        order = np.argsort(-scores, kind="stable")[:limit]
+        order = np.argsort(-scores, kind="stable")[: max(limit, RERANK_DEPTH)]
         query_terms = set(self.analyzer(query.search_text))
         hits = tuple(
             Hit(self.passages[i], float(scores[i]), self._matched_terms(i, query_terms))
             for i in order
             if scores[i] > 0
         )
-        return SearchResult(query, hits)
+        return SearchResult(query, self.rerank(query, hits)[:limit])
+
+    def rerank(self, query: QueryAnalysis, hits: tuple[Hit, ...]) -> tuple[Hit, ...]:
+        """Re-order a short list: add how much of the question the passage and its title cover,
+        and the boost of the intents the question shows ("why" → sections about causes)."""
+        if not hits:
+            return hits
+        own = list(dict.fromkeys(self.analyzer.stems(" ".join(query.words))))
+        weights = {t: self._term_idf(t) for t in own}
+        total = sum(weights.values()) or 1.0
+        intents = [i for i in self.domain.intents if i.name in query.intents]
+        reranked = []
+        for hit in hits:
+            matched = set(hit.matched_terms)
+            coverage = sum(w for t, w in weights.items() if t in matched) / total
+            title = " ".join(words(" ".join((hit.passage.section, *hit.passage.also_in))))
+            title_stems = set(self.analyzer.stems(title))
+            title_share = sum(w for t, w in weights.items() if t in title_stems) / total
+            boost = sum(i.boost for i in intents if any(s in title for s in i.sections))
+            score = hit.score + COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost
+            reranked.append(Hit(hit.passage, score, hit.matched_terms, coverage))
+        reranked.sort(key=lambda h: -h.score)
+        return tuple(reranked)
+
+    def _term_idf(self, term: str) -> float:
+        index = self.vocabulary.get(term)
+        if index is None or self._idf is None:
+            return self._max_idf
+        return float(self._idf[index])
 
     def _matched_terms(self, index: int, query_terms: set[str]) -> tuple[str, ...]:
         row = self.matrix.getrow(index)

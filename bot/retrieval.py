@@ -129,6 +129,8 @@ class Domain:
 
     anchors: frozenset[str]
     intents: tuple[Intent, ...]
+    jargon_min_length: int = 7
+    not_anchors: frozenset[str] = frozenset()
 
 
 def load_domain(source: str | Path = "domain.toml") -> Domain:
@@ -144,21 +146,34 @@ def load_domain(source: str | Path = "domain.toml") -> Domain:
         raise DataFileError(
             f"data file {source}: needs `anchors` (a string) and [[intents]] with name, cues, sections, boost"
         ) from None
-    return Domain(anchors, intents)
+    jargon = data.get("jargon", {})
+    if not isinstance(jargon, dict) or not isinstance(jargon.get("not_anchors", ""), str):
+        raise DataFileError(f"data file {source}: [jargon] needs min_length and not_anchors (a string)")
+    return Domain(anchors, intents, int(jargon.get("min_length", 7)), frozenset(words(jargon.get("not_anchors", ""))))
+
+
+def load_lemmas(source: str | Path = "lemmas.toml") -> dict[str, str]:
+    """Word → the form it is indexed as, for words the stemmer leaves apart ("diagnosis" → "diagnose")."""
+    table = load_toml(source).get("lemmas")
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise DataFileError(f"data file {source}: [lemmas] must map words to words")
+    return {fold(k): fold(v) for k, v in table.items()}
 
 
 class Analyzer:
     """Folded, stop-word-free, stemmed words plus their bigrams."""
 
-    def __init__(self) -> None:
+    def __init__(self, lemmas: dict[str, str] | None = None) -> None:
         self._stemmer = snowballstemmer.stemmer("english")
+        self.lemmas = lemmas if lemmas is not None else load_lemmas()
 
     @lru_cache(maxsize=65536)
     def stem(self, word: str) -> str:
         return self._stemmer.stemWord(word)
 
     def stems(self, text: str) -> list[str]:
-        return [self.stem(w) for w in words(text) if w not in STOP_WORDS and len(w) > 1]
+        lemmas = self.lemmas
+        return [self.stem(lemmas.get(w, w)) for w in words(text) if w not in STOP_WORDS and len(w) > 1]
 
     def __call__(self, text: str) -> list[str]:
         stems = self.stems(text)
@@ -197,7 +212,12 @@ class Retriever:
             self._synonym_stems.setdefault(tuple(stem(w) for w in phrase.split()), terms)
         self._longest_synonym = max((len(k) for k in self._synonym_stems), default=0)
         # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
-        jargon = {w for w in self.known_words if len(w) >= 4 and w not in self.english_words and not w.isdigit()}
+        corpus_words = {w for p in self.passages for w in words(p.search_text())}
+        jargon = {
+            w for w in corpus_words
+            if len(w) >= self.domain.jargon_min_length and w.isalpha()
+            and w not in self.english_words and w not in self.domain.not_anchors
+        }
         self._anchor_stems = frozenset(stem(w) for w in (*self.domain.anchors, *jargon))
         idf = getattr(self.vectorizer, "idf_", None)
         self._max_idf = float(idf.max()) if idf is not None and len(idf) else 1.0

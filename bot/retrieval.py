@@ -28,8 +28,8 @@ SHORT_WORD_TYPO_CUTOFF = 85.0
 # How many of the best-scoring passages the re-ranking step looks at.
 RERANK_DEPTH = 10
 # Re-ranking weights: share of the question's words the passage (or its section title) contains.
-COVERAGE_WEIGHT = 0.10
-TITLE_WEIGHT = 0.08
+COVERAGE_WEIGHT = 0.20
+TITLE_WEIGHT = 0.04
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
 

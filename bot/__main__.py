@@ -84,8 +84,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_chatbot(args: argparse.Namespace, settings: Settings) -> Chatbot:
+    feedback = None
+    if settings.feedback_db:
+        from bot.feedback import FeedbackError, FeedbackStore
+
+        try:
+            feedback = FeedbackStore(settings.feedback_db)
+        except FeedbackError as error:
+            raise CommandError(str(error)) from None
     return Chatbot.from_corpus(
-        args.corpus, emergency_number=settings.emergency_number, max_message_chars=settings.max_message_chars
+        args.corpus, emergency_number=settings.emergency_number, max_message_chars=settings.max_message_chars,
+        feedback=feedback,
     )
 
 
@@ -149,6 +158,9 @@ def reply_to_json(reply: Reply) -> dict:
             {"id": flag.id, "label": flag.label, "evidence": flag.evidence} for flag in reply.red_flags
         ],
         "shown": [hit.passage.id for hit in reply.hits],
+        "explanation": reply.explanation(),
+        "choices": [{"id": hit.passage.id, "section": hit.passage.section} for hit in reply.choices],
+        "suggestions": list(reply.suggestions),
     }
 
 
@@ -180,11 +192,14 @@ def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_report_command(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.feedback import print_report
+    from bot.feedback import FeedbackError, print_report
 
     if not settings.feedback_db:
         raise CommandError("FEEDBACK_DB is not set: there is no feedback to report")
-    return print_report(settings.feedback_db, args.limit)
+    try:
+        return print_report(settings.feedback_db, args.limit)
+    except FeedbackError as error:
+        raise CommandError(str(error)) from None
 
 
 def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:

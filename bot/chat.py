@@ -25,7 +25,7 @@ ANSWER_THRESHOLD = 0.12
 # The typo note lists at most this many corrections, so replies stay short.
 MAX_CORRECTIONS_SHOWN = 5
 # When the two best passages are from different sections and this close, offer both as choices.
-AMBIGUITY_MARGIN = 0.0
+AMBIGUITY_MARGIN = 0.01
 # A conversation keeps this many turns and forgets everything after this long without a message.
 MAX_TURNS = 6
 IDLE_TIMEOUT_SECONDS = 30 * 60

@@ -30,6 +30,9 @@ RERANK_DEPTH = 10
 # Re-ranking weights: share of the question's words the passage (or its section title) contains.
 COVERAGE_WEIGHT = 0.20
 TITLE_WEIGHT = 0.04
+# "What is X?" prefers the passage that defines X ("X is ...", "X - ...").
+DEFINITION_BOOST = 0.05
+DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
 
@@ -305,6 +308,9 @@ class Retriever:
         weights = {t: self._term_idf(t) for t in own}
         total = sum(weights.values()) or 1.0
         intents = [i for i in self.domain.intents if i.name in query.intents]
+        subjects = ()
+        if DEFINITION_CUES & set(query.words):
+            subjects = tuple(w for w in query.words if w not in STOP_WORDS and len(w) > 2 and w not in ("muscle", "weakness"))
         reranked = []
         for hit in hits:
             matched = set(hit.matched_terms)
@@ -313,10 +319,17 @@ class Retriever:
             title_stems = set(self.analyzer.stems(title))
             title_share = sum(w for t, w in weights.items() if t in title_stems) / total
             boost = sum(i.boost for i in intents if any(s in title for s in i.sections))
+            if subjects and self._defines(hit.passage, subjects):
+                boost += DEFINITION_BOOST
             score = hit.score + COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost
             reranked.append(Hit(hit.passage, score, hit.matched_terms, coverage))
         reranked.sort(key=lambda h: -h.score)
         return tuple(reranked)
+
+    @staticmethod
+    def _defines(passage: Passage, subjects: tuple[str, ...]) -> bool:
+        text = " ".join(words(passage.text.replace(" - ", " dash ").replace(" – ", " dash ")))
+        return any(f"{w} is " in text or f"{w} dash " in text or f"{w} are " in text for w in subjects)
 
     def _term_idf(self, term: str) -> float:
         index = self.vocabulary.get(term)

@@ -51,6 +51,8 @@ class QueryAnalysis:
 
     intents: tuple[str, ...] = ()
     anchored: bool = True
+    # (lay word, corpus term) pairs: a passage with the corpus term covers the lay word.
+    stand_ins: tuple[tuple[str, str], ...] = ()
 
     @property
     def search_text(self) -> str:
@@ -244,10 +246,13 @@ class Retriever:
             if fixed != word:
                 corrections[word] = fixed
             corrected.append(fixed)
-        expansions = self.expand(corrected)
+        stand_ins: list[tuple[str, str]] = []
+        expansions = self.expand(corrected, stand_ins)
         stems = {self.analyzer.stem(w) for w in (*corrected, *expansions)}
         intents = tuple(i.name for i in self.domain.intents if i.cues & set(corrected))
-        return QueryAnalysis(tuple(corrected), corrections, expansions, intents, bool(stems & self._anchor_stems))
+        return QueryAnalysis(
+            tuple(corrected), corrections, expansions, intents, bool(stems & self._anchor_stems), tuple(stand_ins)
+        )
 
     def correct(self, word: str) -> str:
         """The corpus word a misspelt query word most likely means, or the word itself.
@@ -268,8 +273,13 @@ class Retriever:
         match = process.extractOne(word, self._known_word_list, scorer=fuzz.ratio, score_cutoff=cutoff)
         return match[0] if match else word
 
-    def expand(self, query_words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-        """Corpus terms for the lay phrases found in the query, matched on stems ("medicines" = "medicine")."""
+    def expand(
+        self, query_words: list[str] | tuple[str, ...], stand_ins: list[tuple[str, str]] | None = None
+    ) -> tuple[str, ...]:
+        """Corpus terms for the lay phrases found in the query, matched on stems ("medicines" = "medicine").
+
+        `stand_ins`, if given, receives (stem of a lay word, stem of a corpus term) pairs.
+        """
         stems = [self.analyzer.stem(w) for w in query_words]
         found: list[str] = []
         i = 0
@@ -278,6 +288,9 @@ class Retriever:
                 terms = self._synonym_stems.get(tuple(stems[i : i + size]))
                 if terms is not None:
                     found.append(terms)
+                    if stand_ins is not None:
+                        term_stems = self.analyzer.stems(terms)
+                        stand_ins.extend((lay, t) for lay in stems[i : i + size] for t in term_stems)
                     i += size
                     break
             else:
@@ -311,12 +324,17 @@ class Retriever:
         subjects = ()
         if DEFINITION_CUES & set(query.words):
             subjects = tuple(w for w in query.words if w not in STOP_WORDS and len(w) > 2 and w not in ("muscle", "weakness"))
+        alternatives: dict[str, set[str]] = {}
+        for lay, term in query.stand_ins:
+            alternatives.setdefault(lay, set()).add(term)
         reranked = []
         for hit in hits:
             matched = set(hit.matched_terms)
+            matched.update(lay for lay, terms in alternatives.items() if terms & matched)
             coverage = sum(w for t, w in weights.items() if t in matched) / total
             title = " ".join(words(" ".join((hit.passage.section, *hit.passage.also_in))))
             title_stems = set(self.analyzer.stems(title))
+            title_stems.update(lay for lay, terms in alternatives.items() if terms & title_stems)
             title_share = sum(w for t, w in weights.items() if t in title_stems) / total
             boost = sum(i.boost for i in intents if any(s in title for s in i.sections))
             if subjects and self._defines(hit.passage, subjects):

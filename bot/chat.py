@@ -24,6 +24,11 @@ SAFETY_SCAN_CHARS = 100_000
 ANSWER_THRESHOLD = 0.12
 # The typo note lists at most this many corrections, so replies stay short.
 MAX_CORRECTIONS_SHOWN = 5
+# A short question (up to this many content words) must be mostly covered by the best passage,
+# and match it this well, to be answered: "weak wifi signal" has an anchor word but is not on topic.
+SHORT_QUESTION_WORDS = 8
+MIN_SHORT_COVERAGE = 0.35
+MIN_SHORT_SCORE = 0.35
 # When the two best passages are from different sections and this close, offer both as choices.
 AMBIGUITY_MARGIN = 0.01
 # A conversation keeps this many turns and forgets everything after this long without a message.
@@ -297,7 +302,12 @@ class Chatbot:
 
     def confident(self, result: SearchResult) -> bool:
         """Answer only a question about the domain (it has an anchor word) with a good enough match."""
-        return bool(result.hits) and result.query.anchored and result.best_score >= self.answer_threshold
+        if not result.hits or not result.query.anchored or result.best_score < self.answer_threshold:
+            return False
+        content = [w for w in result.query.words if w not in STOP_WORDS and len(w) > 1]
+        if len(content) <= SHORT_QUESTION_WORDS:
+            return result.hits[0].coverage >= MIN_SHORT_COVERAGE and result.best_score >= MIN_SHORT_SCORE
+        return True
 
     def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:
         """Other sections worth offering after an answer: the runners-up first."""

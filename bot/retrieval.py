@@ -28,8 +28,8 @@ SHORT_WORD_TYPO_CUTOFF = 85.0
 # How many of the best-scoring passages the re-ranking step looks at.
 RERANK_DEPTH = 10
 # Re-ranking weights: share of the question's words the passage (or its section title) contains.
-COVERAGE_WEIGHT = 0.20
-TITLE_WEIGHT = 0.04
+COVERAGE_WEIGHT = 0.45
+TITLE_WEIGHT = 0.08
 # "What is X?" prefers the passage that defines X ("X is ...", "X - ...").
 DEFINITION_BOOST = 0.05
 DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
@@ -317,10 +317,12 @@ class Retriever:
         and the boost of the intents the question shows ("why" → sections about causes)."""
         if not hits:
             return hits
-        own = list(dict.fromkeys(self.analyzer.stems(" ".join(query.words))))
+        intents = [i for i in self.domain.intents if i.name in query.intents]
+        cues = set().union(*(i.cues for i in intents)) if intents else set()
+        # Intent cue words ("why", "straight away") are served by the intent boost, not by coverage.
+        own = list(dict.fromkeys(self.analyzer.stems(" ".join(w for w in query.words if w not in cues))))
         weights = {t: self._term_idf(t) for t in own}
         total = sum(weights.values()) or 1.0
-        intents = [i for i in self.domain.intents if i.name in query.intents]
         subjects = ()
         if DEFINITION_CUES & set(query.words):
             subjects = tuple(w for w in query.words if w not in STOP_WORDS and len(w) > 2 and w not in ("muscle", "weakness"))

@@ -334,8 +334,8 @@ class Retriever:
             matched = set(hit.matched_terms)
             matched.update(lay for lay, terms in alternatives.items() if terms & matched)
             coverage = sum(w for t, w in weights.items() if t in matched) / total
-            title = " ".join(words(" ".join((hit.passage.section, *hit.passage.also_in))))
-            title_stems = set(self.analyzer.stems(title))
+            title, stems_of_title = self._title_info(" ".join((hit.passage.section, *hit.passage.also_in)))
+            title_stems = set(stems_of_title)
             title_stems.update(lay for lay, terms in alternatives.items() if terms & title_stems)
             title_share = sum(w for t, w in weights.items() if t in title_stems) / total
             boost = sum(i.boost for i in intents if any(s in title for s in i.sections))
@@ -346,9 +346,19 @@ class Retriever:
         reranked.sort(key=lambda h: -h.score)
         return tuple(reranked)
 
+    @lru_cache(maxsize=4096)
+    def _title_info(self, title: str) -> tuple[str, frozenset[str]]:
+        """A section title folded to words, and its stems (few distinct titles: cached)."""
+        folded = " ".join(words(title))
+        return folded, frozenset(self.analyzer.stems(folded))
+
     @staticmethod
-    def _defines(passage: Passage, subjects: tuple[str, ...]) -> bool:
-        text = " ".join(words(passage.text.replace(" - ", " dash ").replace(" – ", " dash ")))
+    @lru_cache(maxsize=4096)
+    def _definition_text(text: str) -> str:
+        return " ".join(words(text.replace(" - ", " dash ").replace(" – ", " dash ")))
+
+    def _defines(self, passage: Passage, subjects: tuple[str, ...]) -> bool:
+        text = self._definition_text(passage.text)
         return any(f"{w} is " in text or f"{w} dash " in text or f"{w} are " in text for w in subjects)
 
     def _term_idf(self, term: str) -> float:
@@ -358,8 +368,13 @@ class Retriever:
         return float(self._idf[index])
 
     def _matched_terms(self, index: int, query_terms: set[str]) -> tuple[str, ...]:
-        row = self.matrix.getrow(index)
-        return tuple(sorted(t for t in (self._feature_names[j] for j in row.indices) if t in query_terms))
+        matrix = self.matrix
+        if hasattr(matrix, "indptr"):  # CSR: read the row's columns without building a row matrix
+            columns = matrix.indices[matrix.indptr[index] : matrix.indptr[index + 1]]
+        else:
+            columns = matrix.getrow(index).indices
+        wanted = {self.vocabulary[t] for t in query_terms if t in self.vocabulary}
+        return tuple(sorted(self._feature_names[j] for j in columns if j in wanted))
 
 
 def section_suggestions(passages: list[Passage], exclude: str | None = None, limit: int = 5) -> list[str]:

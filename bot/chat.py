@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.corpus import Passage, load_passages
-from bot.retrieval import STOP_WORDS, DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions
+from bot.retrieval import STOP_WORDS, DataFileError, content_words, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions
 from bot.safety import DEFAULT_EMERGENCY_NUMBER, Lexicon, RedFlag, default_lexicon, detect_red_flags
 from bot.text import clean_user_text, words
 
@@ -304,7 +304,7 @@ class Chatbot:
         """Answer only a question about the domain (it has an anchor word) with a good enough match."""
         if not result.hits or not result.query.anchored or result.best_score < self.answer_threshold:
             return False
-        content = [w for w in result.query.words if w not in STOP_WORDS and len(w) > 1]
+        content = content_words(result.query.words)
         if len(content) <= SHORT_QUESTION_WORDS:
             return result.hits[0].coverage >= MIN_SHORT_COVERAGE and result.best_score >= MIN_SHORT_SCORE
         return True

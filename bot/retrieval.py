@@ -157,6 +157,20 @@ def load_domain(source: str | Path = "domain.toml") -> Domain:
     return Domain(anchors, intents, int(jargon.get("min_length", 7)), frozenset(words(jargon.get("not_anchors", ""))))
 
 
+CLITIC_RE = re.compile(r"'(?:s|m|re|ve|ll|d)$")
+
+
+def content_words(tokens: list[str] | tuple[str, ...]) -> list[str]:
+    """Tokens without stop words, one-letter words and clitics ("i'm" → "i", dropped; "doctor's" → "doctor")."""
+    kept = []
+    for token in tokens:
+        if "'" in token:
+            token = CLITIC_RE.sub("", token)
+        if token not in STOP_WORDS and len(token) > 1:
+            kept.append(token)
+    return kept
+
+
 def load_lemmas(source: str | Path = "lemmas.toml") -> dict[str, str]:
     """Word → the form it is indexed as, for words the stemmer leaves apart ("diagnosis" → "diagnose")."""
     table = load_toml(source).get("lemmas")
@@ -178,7 +192,7 @@ class Analyzer:
 
     def stems(self, text: str) -> list[str]:
         lemmas = self.lemmas
-        return [self.stem(lemmas.get(w, w)) for w in words(text) if w not in STOP_WORDS and len(w) > 1]
+        return [self.stem(lemmas.get(w, w)) for w in content_words(words(text))]
 
     def __call__(self, text: str) -> list[str]:
         stems = self.stems(text)

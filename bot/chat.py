@@ -27,7 +27,7 @@ MAX_CORRECTIONS_SHOWN = 5
 # A short question (up to this many content words) must be mostly covered by the best passage,
 # and match it this well, to be answered: "weak wifi signal" has an anchor word but is not on topic.
 SHORT_QUESTION_WORDS = 8
-MIN_SHORT_COVERAGE = 0.35
+MIN_SHORT_COVERAGE = 0.30
 MIN_SHORT_SCORE = 0.35
 # When the two best passages are from different sections and this close, offer both as choices.
 AMBIGUITY_MARGIN = 0.01

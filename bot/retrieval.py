@@ -171,6 +171,14 @@ def content_words(tokens: list[str] | tuple[str, ...]) -> list[str]:
     return kept
 
 
+BRITISH_ISE_RE = re.compile(r"is(e|ed|es|ing|ation|ations)$")
+
+
+def _american(word: str) -> str:
+    """British -ise spellings as -ize ("paralysed" stays, "generalised" → "generalized"), on both sides."""
+    return BRITISH_ISE_RE.sub(r"iz\1", word) if len(word) > 6 else word
+
+
 def load_lemmas(source: str | Path = "lemmas.toml") -> dict[str, str]:
     """Word → the form it is indexed as, for words the stemmer leaves apart ("diagnosis" → "diagnose")."""
     table = load_toml(source).get("lemmas")
@@ -192,7 +200,7 @@ class Analyzer:
 
     def stems(self, text: str) -> list[str]:
         lemmas = self.lemmas
-        return [self.stem(lemmas.get(w, w)) for w in content_words(words(text))]
+        return [self.stem(lemmas.get(w) or _american(w)) for w in content_words(words(text))]
 
     def __call__(self, text: str) -> list[str]:
         stems = self.stems(text)

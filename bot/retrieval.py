@@ -20,7 +20,13 @@ from bot.text import fold, words
 
 # Words that carry meaning for symptoms even though sklearn lists them as stop words.
 KEPT_STOP_WORDS = frozenset({"back", "side", "fire", "move", "full"})
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) - KEPT_STOP_WORDS
+# Chat filler that sklearn does not list but that says nothing about the topic.
+CHAT_STOP_WORDS = frozenset(
+    "does did doing just really want wants know gets got getting make makes thing things lot lots bit "
+    "im ive dont doesnt didnt wont yes ok okay hi hello thanks thank somebody maybe pretty quite kind "
+    "sort guess think wondering wonder tell say said worried worry scared bot doc".split()
+)
+STOP_WORDS = (frozenset(ENGLISH_STOP_WORDS) | CHAT_STOP_WORDS) - KEPT_STOP_WORDS
 MIN_CORRECTABLE_LENGTH = 4
 SHORT_WORD_LENGTH = 5
 TYPO_CUTOFF = 80.0

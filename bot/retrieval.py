@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import snowballstemmer
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import JaroWinkler
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
 from bot.corpus import CorpusError, Passage
@@ -31,6 +32,8 @@ MIN_CORRECTABLE_LENGTH = 4
 SHORT_WORD_LENGTH = 5
 TYPO_CUTOFF = 80.0
 SHORT_WORD_TYPO_CUTOFF = 85.0
+LONG_WORD_LENGTH = 7
+LONG_WORD_JW_CUTOFF = 0.9
 # How many of the best-scoring passages the re-ranking step looks at.
 RERANK_DEPTH = 10
 # Re-ranking weights: share of the question's words the passage (or its section title) contains.
@@ -299,6 +302,11 @@ class Retriever:
             return word
         cutoff = SHORT_WORD_TYPO_CUTOFF if len(word) <= SHORT_WORD_LENGTH else TYPO_CUTOFF
         match = process.extractOne(word, self._known_word_list, scorer=fuzz.ratio, score_cutoff=cutoff)
+        if match is None and len(word) >= LONG_WORD_LENGTH:
+            # Long medical words garbled in the middle ("osteofites") keep their start: Jaro-Winkler.
+            match = process.extractOne(
+                word, self._known_word_list, scorer=JaroWinkler.similarity, score_cutoff=LONG_WORD_JW_CUTOFF
+            )
         return match[0] if match else word
 
     def expand(

@@ -249,6 +249,7 @@ class Retriever:
         self._longest_synonym = max((len(k) for k in self._synonym_stems), default=0)
         # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
         corpus_words = {w for p in self.passages for w in words(p.search_text())}
+        self._corpus_word_list = sorted(corpus_words)
         jargon = {
             w for w in corpus_words
             if len(w) >= self.domain.jargon_min_length and w.isalpha()
@@ -301,13 +302,17 @@ class Retriever:
         ):
             return word
         cutoff = SHORT_WORD_TYPO_CUTOFF if len(word) <= SHORT_WORD_LENGTH else TYPO_CUTOFF
-        match = process.extractOne(word, self._known_word_list, scorer=fuzz.ratio, score_cutoff=cutoff)
-        if match is None and len(word) >= LONG_WORD_LENGTH:
-            # Long medical words garbled in the middle ("osteofites") keep their start: Jaro-Winkler.
-            match = process.extractOne(
-                word, self._known_word_list, scorer=JaroWinkler.similarity, score_cutoff=LONG_WORD_JW_CUTOFF
-            )
-        return match[0] if match else word
+        # Corpus words first, then the lay words of the synonym map (some are common misspellings).
+        for choices in (self._corpus_word_list, self._known_word_list):
+            match = process.extractOne(word, choices, scorer=fuzz.ratio, score_cutoff=cutoff)
+            if match is None and len(word) >= LONG_WORD_LENGTH:
+                # Long medical words garbled in the middle ("osteofites") keep their start: Jaro-Winkler.
+                match = process.extractOne(
+                    word, choices, scorer=JaroWinkler.similarity, score_cutoff=LONG_WORD_JW_CUTOFF
+                )
+            if match is not None:
+                return match[0]
+        return word
 
     def expand(
         self, query_words: list[str] | tuple[str, ...], stand_ins: list[tuple[str, str]] | None = None

@@ -34,7 +34,9 @@ def test_the_set_is_big_and_spread_over_all_passages(passages: list[Passage]) ->
     off = [i for i in items if not i.on_topic]
     assert len(on) >= 170 and len(off) >= 40
     assert {i.split for i in items} == {"dev", "heldout"}
-    assert 0.5 <= sum(i.split == "dev" for i in items) / len(items) <= 0.7
+    # 60/40 as first written; dev questions were added later while tuning (the held-out split never changed).
+    assert 0.5 <= sum(i.split == "dev" for i in items) / len(items) <= 0.75
+    assert sum(i.split == "heldout" for i in items) >= 95
     covered = {p.id for i in on for p in passages if i.answer_contains in p.text}
     assert covered == {p.id for p in passages}
     assert max(Counter(i.question.lower() for i in items).values()) == 1

@@ -248,7 +248,7 @@ class Retriever:
             self._synonym_stems.setdefault(tuple(stem(w) for w in phrase.split()), terms)
         self._longest_synonym = max((len(k) for k in self._synonym_stems), default=0)
         # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
-        corpus_words = {w for p in self.passages for w in words(p.search_text())}
+        corpus_words = self._corpus_words
         self._corpus_word_list = sorted(corpus_words)
         jargon = {
             w for w in corpus_words
@@ -265,6 +265,7 @@ class Retriever:
         known: set[str] = set()
         for passage in self.passages:
             known.update(words(passage.search_text()))
+        self._corpus_words = frozenset(known)
         for phrase in self.synonyms:
             known.update(phrase.split())
         return known

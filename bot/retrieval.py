@@ -126,7 +126,9 @@ def load_english_words(source: str | Path = "english_words.toml") -> frozenset[s
     data = load_toml(source)
     if not isinstance(data.get("words"), str):
         raise DataFileError(f"data file {source}: `words` must be a string of words")
-    return frozenset(words(data["words"]))
+    text = data["words"]
+    # The bundled list is plain lowercase ASCII: split it directly (folding 300 kB costs ~0.15 s).
+    return frozenset(text.split() if text.isascii() and text.islower() else words(text))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from bot.corpus import CorpusError, Passage
 from bot.text import fold, words
 
 # Words that carry meaning for symptoms even though sklearn lists them as stop words.
-KEPT_STOP_WORDS = frozenset({"back", "side", "fire", "move", "full"})
+KEPT_STOP_WORDS = frozenset({"back", "side", "fire", "move", "full", "system", "part", "thin", "top", "bottom", "front"})
 # Chat filler that sklearn does not list but that says nothing about the topic.
 CHAT_STOP_WORDS = frozenset(
     "does did doing just really want wants know gets got getting make makes thing things lot lots bit "

@@ -14,7 +14,7 @@ from tests.test_cli import run_bot
 
 # What the bot achieves on the held-out split (issue #4 targets: hit@1 0.95, hit@3 0.99, abstention 1.0;
 # see README "Answer quality"). Raise these as quality improves; never lower them to pass.
-HELDOUT_MIN = {"--min-hit1": "0.82", "--min-hit3": "0.93", "--min-abstention": "0.94"}
+HELDOUT_MIN = {"--min-hit1": "0.82", "--min-hit3": "0.94", "--min-abstention": "0.94"}
 
 
 def test_every_label_names_exactly_one_passage(passages: list[Passage]) -> None:
@@ -35,7 +35,7 @@ def test_the_set_is_big_and_spread_over_all_passages(passages: list[Passage]) ->
     assert len(on) >= 170 and len(off) >= 40
     assert {i.split for i in items} == {"dev", "heldout"}
     # 60/40 as first written; dev questions were added later while tuning (the held-out split never changed).
-    assert 0.5 <= sum(i.split == "dev" for i in items) / len(items) <= 0.75
+    assert 0.5 <= sum(i.split == "dev" for i in items) / len(items) <= 0.8
     assert sum(i.split == "heldout" for i in items) >= 95
     covered = {p.id for i in on for p in passages if i.answer_contains in p.text}
     assert covered == {p.id for p in passages}

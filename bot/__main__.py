@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--session", action="store_true", help="treat all questions as one conversation")
     ask.add_argument("questions", nargs="*", metavar="QUESTION")
     commands.add_parser("index", parents=[common], help="build (or refresh) the cached index of a corpus")
+    report = commands.add_parser("report", parents=[common], help="most frequent declined and 👎-rated questions")
+    report.add_argument("--limit", type=int, default=20, metavar="N", help="rows per list (default 20)")
     bench = commands.add_parser("bench", parents=[common], help="measure speed and memory against bm25s")
     add_bench_arguments(bench)
     add_eval_parser(commands, common)
@@ -67,8 +69,12 @@ def add_eval_parser(commands: argparse._SubParsersAction, common: argparse.Argum
 
     evaluate = commands.add_parser("eval", parents=[common], help="measure the bot on a labelled set")
     evaluate.add_argument("--safety", action="store_true", help="evaluate red-flag detection (eval/safety.jsonl)")
-    evaluate.add_argument("file", nargs="?", metavar="FILE", help="labelled JSONL set (default: per evaluation)")
-    add_safety_arguments(evaluate)
+    evaluate.add_argument("file", nargs="?", type=Path, metavar="FILE", help="labelled JSONL set (default: per evaluation)")
+    add_safety_arguments(evaluate)  # --split, --lexicon, --min-sensitivity, ...
+    quality = evaluate.add_argument_group("answer quality (without --safety)")
+    for option, label in (("hit1", "hit@1"), ("hit3", "hit@3"), ("mrr", "MRR"), ("abstention", "off-topic abstention")):
+        quality.add_argument(f"--min-{option}", type=float, metavar="X", help=f"exit 1 when {label} is below X")
+    quality.add_argument("--compare-bm25", action="store_true", help="rank the same questions with bm25s too")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,8 +94,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_chatbot(args: argparse.Namespace, settings: Settings) -> Chatbot:
+    feedback = None
+    if settings.feedback_db:
+        from bot.feedback import FeedbackError, FeedbackStore
+
+        try:
+            feedback = FeedbackStore(settings.feedback_db)
+        except FeedbackError as error:
+            raise CommandError(str(error)) from None
     return Chatbot.from_corpus(
-        args.corpus, emergency_number=settings.emergency_number, max_message_chars=settings.max_message_chars
+        args.corpus, emergency_number=settings.emergency_number, max_message_chars=settings.max_message_chars,
+        feedback=feedback,
     )
 
 
@@ -153,6 +168,9 @@ def reply_to_json(reply: Reply) -> dict:
             {"id": flag.id, "label": flag.label, "evidence": flag.evidence} for flag in reply.red_flags
         ],
         "shown": [hit.passage.id for hit in reply.hits],
+        "explanation": reply.explanation(),
+        "choices": [{"id": hit.passage.id, "section": hit.passage.section} for hit in reply.choices],
+        "suggestions": list(reply.suggestions),
     }
 
 
@@ -194,22 +212,36 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.safety:
+        try:
+            from bot.safety_eval import run_safety_eval
+        except ImportError:
+            raise CommandError("the safety evaluation (bot/safety_eval.py) is not installed") from None
+        return run_safety_eval(args)
+    from bot.evaluation import EvalFileError, run_eval
+
+    try:
+        return run_eval(args)
+    except EvalFileError as error:
+        raise CommandError(str(error)) from None
+
+
+def run_report_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.feedback import FeedbackError, print_report
+
+    if not settings.feedback_db:
+        raise CommandError("FEEDBACK_DB is not set: there is no feedback to report")
+    try:
+        return print_report(settings.feedback_db, args.limit)
+    except FeedbackError as error:
+        raise CommandError(str(error)) from None
+
+
 def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     from bot.bench import run_bench
 
     return run_bench(args)
-def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
-    if args.safety:
-        from bot.safety_eval import run_safety_eval
-
-        return run_safety_eval(args)
-    try:
-        from bot.evaluation import run_eval
-    except ModuleNotFoundError as error:
-        if error.name != "bot.evaluation":
-            raise
-        raise CommandError("the retrieval evaluation (bot/evaluation.py) is not available; try `eval --safety`") from None
-    return run_eval(args)
 
 
 COMMANDS = {
@@ -220,6 +252,7 @@ COMMANDS = {
     "ask": run_ask_command,
     "bench-telegram": run_bench_telegram_command,
     "eval": run_eval_command,
+    "report": run_report_command,
 }
 
 

@@ -5,15 +5,17 @@ Order for every message: clean → red-flag check (always, first) → retrieval 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
 from bot.corpus import Passage, load_passages
-from bot.retrieval import DataFileError, Hit, QueryAnalysis, Retriever, load_toml, section_suggestions
+from bot.retrieval import STOP_WORDS, DataFileError, content_words, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions
 from bot.safety import DEFAULT_EMERGENCY_NUMBER, Lexicon, RedFlag, default_lexicon, detect_red_flags
-from bot.text import clean_user_text
+from bot.text import clean_user_text, words
 
 DEFAULT_CORPUS_DIR = Path(__file__).resolve().parent.parent / "corpus"
 MAX_MESSAGE_CHARS = 2000
@@ -23,6 +25,18 @@ SAFETY_SCAN_CHARS = 100_000
 ANSWER_THRESHOLD = 0.12
 # The typo note lists at most this many corrections, so replies stay short.
 MAX_CORRECTIONS_SHOWN = 5
+# A short question (up to this many content words) must be mostly covered by the best passage,
+# and match it this well, to be answered: "weak wifi signal" has an anchor word but is not on topic.
+SHORT_QUESTION_WORDS = 8
+MIN_SHORT_COVERAGE = 0.30
+MIN_SHORT_SCORE = 0.35
+# When the two best passages are from different sections and this close, offer both as choices.
+AMBIGUITY_MARGIN = 0.01
+# A conversation keeps this many turns and forgets everything after this long without a message.
+MAX_TURNS = 6
+IDLE_TIMEOUT_SECONDS = 30 * 60
+# Words that make a question lean on the previous one ("can it be cured?").
+FOLLOW_UP_WORDS = frozenset({"it", "its", "this", "that", "these", "those", "they", "them", "their"})
 REQUIRED_MESSAGES = (
     "preamble", "escalation", "answer_intro", "passage_heading", "decline", "urgent_no_answer",
     "empty", "truncated", "corrections", "help", "no_more",
@@ -69,6 +83,18 @@ class Reply:
     analysis: QueryAnalysis | None = None
     candidates: tuple[Hit, ...] = ()
     passage_heading: str = "From “{section}”:"
+    choices: tuple[Hit, ...] = ()  # close passages of different sections, offered instead of a guess
+    choices_intro: str = "Your question fits more than one topic. Which one do you mean?"
+
+    def explanation(self) -> dict[str, object]:
+        """Why the top passage matched: corrected words, synonym expansions, words in common."""
+        top = self.hits[0] if self.hits else (self.choices[0] if self.choices else None)
+        analysis = self.analysis
+        return {
+            "corrections": dict(analysis.corrections) if analysis else {},
+            "expansions": list(analysis.expansions) if analysis else [],
+            "matched_terms": list(top.matched_terms) if top else [],
+        }
 
     @property
     def urgent(self) -> bool:
@@ -90,6 +116,9 @@ class Reply:
         for hit in self.hits:
             blocks.append(Block("heading", self.passage_heading.format(section=hit.passage.section)))
             blocks.append(Block("passage", hit.passage.text))
+        if self.choices:
+            lines = [self.choices_intro] + [f"{n}. {hit.passage.section}" for n, hit in enumerate(self.choices, 1)]
+            blocks.append(Block("choices", "\n".join(lines)))
         if self.decline:
             blocks.append(Block("decline", self.decline))
         return blocks
@@ -107,12 +136,44 @@ class Reply:
 
 @dataclass
 class Conversation:
-    """What one chat has talked about so far (used for follow-up questions and "more")."""
+    """What one chat has talked about so far (used for follow-up questions, "more" and /why).
+
+    Bounded (the last `max_turns` questions) and expiring: after `idle_timeout` seconds without a
+    message it forgets everything. `clock` is injectable for tests.
+    """
 
     last_hits: tuple[Hit, ...] = ()
     shown: int = 0
     last_question: str = ""
     history: list[str] = field(default_factory=list)
+    topic: str = ""  # words of the last answered question, added to follow-ups ("can it be cured?")
+    topic_section: str = ""
+    last_reply: Reply | None = None
+    max_turns: int = MAX_TURNS
+    idle_timeout: float = IDLE_TIMEOUT_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    last_active: float | None = None
+
+    def touch(self) -> None:
+        """Called on every message: forget everything after the idle timeout."""
+        now = self.clock()
+        if self.last_active is not None and now - self.last_active > self.idle_timeout:
+            self.forget()
+        self.last_active = now
+
+    def forget(self) -> None:
+        self.last_hits, self.shown, self.last_question = (), 0, ""
+        self.history.clear()
+        self.topic, self.topic_section, self.last_reply = "", "", None
+
+    def remember(self, question: str, reply: Reply) -> None:
+        self.history.append(question)
+        del self.history[: -self.max_turns]
+        self.last_reply = reply
+        if reply.hits:
+            self.last_hits = reply.candidates or reply.hits
+            self.shown = len(reply.hits)
+            self.last_question = question
 
 
 class FeedbackSink(Protocol):
@@ -133,6 +194,7 @@ class Chatbot:
         max_message_chars: int = MAX_MESSAGE_CHARS,
         answer_threshold: float = ANSWER_THRESHOLD,
         feedback: FeedbackSink | None = None,
+        ambiguity_margin: float = AMBIGUITY_MARGIN,
     ) -> None:
         self.passages = passages
         self.emergency_number = emergency_number
@@ -142,6 +204,7 @@ class Chatbot:
         self.max_message_chars = max_message_chars
         self.answer_threshold = answer_threshold
         self.feedback = feedback
+        self.ambiguity_margin = ambiguity_margin
 
     @classmethod
     def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, *, use_cache: bool = True, **options) -> Chatbot:
@@ -190,39 +253,77 @@ class Chatbot:
         if len(message) > self.max_message_chars:
             message = message[: self.max_message_chars]
             notices.append(self.messages["truncated"].format(limit=self.max_message_chars))
-        result = self.retriever.search(message, limit=3)
+        if conversation is not None:
+            conversation.touch()
+        result = self.search(message, conversation)
         if result.query.corrections:
             shown_corrections = list(result.query.corrections.items())[:MAX_CORRECTIONS_SHOWN]
             pairs = ", ".join(f"“{typo[:40]}” as “{fixed}”" for typo, fixed in shown_corrections)
             notices.append(self.messages["corrections"].format(pairs=pairs))
-        if result.best_score < self.answer_threshold:
+        if not self.confident(result):
             decline = (
                 self.messages["urgent_no_answer"]
                 if flags
                 else self.messages["decline"].format(topics="; ".join(self.topics()))
             )
-            return Reply(
+            if not flags and self.feedback is not None:
+                self.feedback.record("declined", message, [])
+            reply = Reply(
                 question=message, notices=tuple(notices), decline=decline,
                 analysis=result.query, candidates=result.hits, **base,
             )
-        shown = result.hits[:1]
+        elif self.ambiguous(result.hits):
+            choices = result.hits[:2]
+            reply = Reply(
+                question=message, notices=tuple(notices), analysis=result.query, candidates=result.hits,
+                choices=choices, suggestions=tuple(h.passage.section for h in choices),
+                choices_intro=self.messages.texts.get("choices", Reply.choices_intro), **base,
+            )
+        else:
+            shown = result.hits[:1]
+            reply = Reply(
+                question=message,
+                notices=tuple(notices),
+                intro=self.messages["answer_intro"],
+                hits=shown,
+                suggestions=self.related_sections(shown[0].passage.section, result.hits),
+                analysis=result.query,
+                candidates=result.hits,
+                **base,
+            )
+            if conversation is not None and not self.is_follow_up(message, conversation):
+                conversation.topic = " ".join(w for w in result.query.words if w not in STOP_WORDS)
+                conversation.topic_section = shown[0].passage.section
         if conversation is not None:
-            conversation.last_hits = result.hits
-            conversation.shown = len(shown)
-            conversation.last_question = message
-            conversation.history.append(message)
-        if not flags and self.feedback is not None and not shown:
-            self.feedback.record("declined", message, [])
-        return Reply(
-            question=message,
-            notices=tuple(notices),
-            intro=self.messages["answer_intro"],
-            hits=shown,
-            suggestions=self.related_sections(shown[0].passage.section, result.hits),
-            analysis=result.query,
-            candidates=result.hits,
-            **base,
+            conversation.remember(message, reply)
+        return reply
+
+    def search(self, message: str, conversation: Conversation | None = None) -> SearchResult:
+        """Retrieve for a message; a follow-up ("can it be cured?") borrows the previous topic's words."""
+        if conversation is None or not self.is_follow_up(message, conversation):
+            return self.retriever.search(message, limit=3)
+        return self.retriever.search(f"{message} {conversation.topic}", limit=3)
+
+    @staticmethod
+    def is_follow_up(message: str, conversation: Conversation) -> bool:
+        return bool(conversation.topic) and bool(FOLLOW_UP_WORDS & set(words(message)))
+
+    def ambiguous(self, hits: tuple[Hit, ...]) -> bool:
+        """The two best passages are nearly tied and about different sections: do not guess."""
+        return (
+            len(hits) >= 2
+            and hits[0].passage.section != hits[1].passage.section
+            and hits[0].score - hits[1].score < self.ambiguity_margin
         )
+
+    def confident(self, result: SearchResult) -> bool:
+        """Answer only a question about the domain (it has an anchor word) with a good enough match."""
+        if not result.hits or not result.query.anchored or result.best_score < self.answer_threshold:
+            return False
+        content = content_words(result.query.words)
+        if len(content) <= SHORT_QUESTION_WORDS:
+            return result.hits[0].coverage >= MIN_SHORT_COVERAGE and result.best_score >= MIN_SHORT_SCORE
+        return True
 
     def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:
         """Other sections worth offering after an answer: the runners-up first."""

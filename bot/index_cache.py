@@ -105,6 +105,8 @@ def index_settings() -> str:
     digest = hashlib.blake2b(digest_size=8)
     for module in (corpus, retrieval, text):
         digest.update(Path(module.__file__).read_bytes())
+    # The analyzer's word table (possibly replaced through BOT_DATA_DIR) shapes the index too.
+    digest.update(json.dumps(retrieval.load_lemmas(), sort_keys=True).encode())
     return f"{retrieval.INDEX_VERSION}/{digest.hexdigest()}"
 
 

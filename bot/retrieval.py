@@ -15,6 +15,7 @@ import numpy as np
 import snowballstemmer
 from rapidfuzz import fuzz, process
 import scipy.sparse as sp
+from rapidfuzz.distance import JaroWinkler
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer, TfidfTransformer
 from sklearn.utils import murmurhash3_32
 
@@ -22,12 +23,28 @@ from bot.corpus import CorpusError, Passage
 from bot.text import fold, words
 
 # Words that carry meaning for symptoms even though sklearn lists them as stop words.
-KEPT_STOP_WORDS = frozenset({"back", "side", "fire", "move", "full"})
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) - KEPT_STOP_WORDS
+KEPT_STOP_WORDS = frozenset({"back", "side", "fire", "move", "full", "system", "part", "thin", "top", "bottom", "front"})
+# Chat filler that sklearn does not list but that says nothing about the topic.
+CHAT_STOP_WORDS = frozenset(
+    "does did doing just really want wants know gets got getting make makes thing things lot lots bit "
+    "im ive dont doesnt didnt wont yes ok okay hi hello thanks thank somebody maybe pretty quite kind "
+    "sort guess think wondering wonder tell say said worried worry scared bot doc".split()
+)
+STOP_WORDS = (frozenset(ENGLISH_STOP_WORDS) | CHAT_STOP_WORDS) - KEPT_STOP_WORDS
 MIN_CORRECTABLE_LENGTH = 4
 SHORT_WORD_LENGTH = 5
 TYPO_CUTOFF = 80.0
 SHORT_WORD_TYPO_CUTOFF = 85.0
+LONG_WORD_LENGTH = 7
+LONG_WORD_JW_CUTOFF = 0.9
+# How many of the best-scoring passages the re-ranking step looks at.
+RERANK_DEPTH = 10
+# Re-ranking weights: share of the question's words the passage (or its section title) contains.
+COVERAGE_WEIGHT = 0.45
+TITLE_WEIGHT = 0.08
+# "What is X?" prefers the passage that defines X ("X is ...", "X - ...").
+DEFINITION_BOOST = 0.05
+DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
 # Index features are hashed into this many columns: no vocabulary in memory, collisions negligible.
@@ -49,6 +66,11 @@ class QueryAnalysis:
     corrections: dict[str, str] = field(default_factory=dict)
     expansions: tuple[str, ...] = ()
 
+    intents: tuple[str, ...] = ()
+    anchored: bool = True
+    # (lay word, corpus term) pairs: a passage with the corpus term covers the lay word.
+    stand_ins: tuple[tuple[str, str], ...] = ()
+
     @property
     def search_text(self) -> str:
         return " ".join((*self.words, *self.expansions))
@@ -59,6 +81,7 @@ class Hit:
     passage: Passage
     score: float
     matched_terms: tuple[str, ...]
+    coverage: float = 0.0  # IDF-weighted share of the question's own words found in the passage
 
 
 @dataclass(frozen=True)
@@ -106,18 +129,97 @@ def load_synonyms(source: str | Path = "synonyms.toml") -> dict[str, str]:
     return dict(sorted(folded.items(), key=lambda item: -len(item[0])))
 
 
+def load_english_words(source: str | Path = "english_words.toml") -> frozenset[str]:
+    """Real English words: typo correction never changes these into corpus words."""
+    data = load_toml(source)
+    if not isinstance(data.get("words"), str):
+        raise DataFileError(f"data file {source}: `words` must be a string of words")
+    text = data["words"]
+    # The bundled list is plain lowercase ASCII: split it directly (folding 300 kB costs ~0.15 s).
+    return frozenset(text.split() if text.isascii() and text.islower() else words(text))
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str
+    cues: frozenset[str]
+    sections: tuple[str, ...]
+    boost: float
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Anchor words (what the bot is about) and intent cues, from bot/data/domain.toml."""
+
+    anchors: frozenset[str]
+    intents: tuple[Intent, ...]
+    jargon_min_length: int = 7
+    not_anchors: frozenset[str] = frozenset()
+
+
+def load_domain(source: str | Path = "domain.toml") -> Domain:
+    data = load_toml(source)
+    try:
+        anchors = frozenset(words(data["anchors"]))
+        intents = tuple(
+            Intent(str(i["name"]), frozenset(fold(c) for c in i["cues"]),
+                   tuple(" ".join(words(t)) for t in i["sections"]), float(i["boost"]))
+            for i in data.get("intents", [])
+        )
+    except (KeyError, TypeError, ValueError):
+        raise DataFileError(
+            f"data file {source}: needs `anchors` (a string) and [[intents]] with name, cues, sections, boost"
+        ) from None
+    jargon = data.get("jargon", {})
+    if not isinstance(jargon, dict) or not isinstance(jargon.get("not_anchors", ""), str):
+        raise DataFileError(f"data file {source}: [jargon] needs min_length and not_anchors (a string)")
+    return Domain(anchors, intents, int(jargon.get("min_length", 7)), frozenset(words(jargon.get("not_anchors", ""))))
+
+
+CLITIC_RE = re.compile(r"'(?:s|m|re|ve|ll|d)$")
+
+
+def content_words(tokens: list[str] | tuple[str, ...]) -> list[str]:
+    """Tokens without stop words, one-letter words and clitics ("i'm" → "i", dropped; "doctor's" → "doctor")."""
+    kept = []
+    for token in tokens:
+        if "'" in token:
+            token = CLITIC_RE.sub("", token)
+        if token not in STOP_WORDS and len(token) > 1:
+            kept.append(token)
+    return kept
+
+
+BRITISH_ISE_RE = re.compile(r"is(e|ed|es|ing|ation|ations)$")
+
+
+def _american(word: str) -> str:
+    """British -ise spellings as -ize ("paralysed" stays, "generalised" → "generalized"), on both sides."""
+    return BRITISH_ISE_RE.sub(r"iz\1", word) if len(word) > 6 else word
+
+
+def load_lemmas(source: str | Path = "lemmas.toml") -> dict[str, str]:
+    """Word → the form it is indexed as, for words the stemmer leaves apart ("diagnosis" → "diagnose")."""
+    table = load_toml(source).get("lemmas")
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise DataFileError(f"data file {source}: [lemmas] must map words to words")
+    return {fold(k): fold(v) for k, v in table.items()}
+
+
 class Analyzer:
     """Folded, stop-word-free, stemmed words plus their bigrams."""
 
-    def __init__(self) -> None:
+    def __init__(self, lemmas: dict[str, str] | None = None) -> None:
         self._stemmer = snowballstemmer.stemmer("english")
+        self.lemmas = lemmas if lemmas is not None else load_lemmas()
 
     @lru_cache(maxsize=65536)
     def stem(self, word: str) -> str:
         return self._stemmer.stemWord(word)
 
     def stems(self, text: str) -> list[str]:
-        return [self.stem(w) for w in words(text) if w not in STOP_WORDS and len(w) > 1]
+        lemmas = self.lemmas
+        return [self.stem(lemmas.get(w) or _american(w)) for w in content_words(words(text))]
 
     def __call__(self, text: str) -> list[str]:
         stems = self.stems(text)
@@ -172,6 +274,13 @@ def build_index_state(passages: list[Passage], progress: Callable[[int], None] |
     )
 
 
+def _by_initial(words_: frozenset[str] | set[str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for word in sorted(words_):
+        grouped.setdefault(word[:1], []).append(word)
+    return grouped
+
+
 class Retriever:
     """Ranks passages for a question by cosine similarity of TF-IDF vectors."""
 
@@ -192,13 +301,36 @@ class Retriever:
         self.analyzer = Analyzer()
         self.idf = state.idf
         self.columns = state.columns
+        # Smoothed IDF of a term no passage contains (df = 0), and the highest IDF of a real one (df = 1).
+        n = len(state.passages)
+        self._unseen_idf = np.float32(np.log(n + 1) + 1)
+        self._max_seen_idf = float(np.log((n + 1) / 2) + 1)
         self.known_stems = frozenset(state.corpus_stems)
+        self._corpus_words = frozenset(state.corpus_words)
         self.known_words = set(state.corpus_words)
         for phrase in self.synonyms:
             self.known_words.update(phrase.split())
-        self._words_by_initial: dict[str, list[str]] = {}
-        for word in sorted(self.known_words):
-            self._words_by_initial.setdefault(word[:1], []).append(word)
+        self._corpus_words_by_initial = _by_initial(self._corpus_words)
+        self._known_words_by_initial = _by_initial(self.known_words)
+        self._prepare_query_analysis()
+
+    def _prepare_query_analysis(self) -> None:
+        """Data for reading questions: real English words, stemmed synonyms, anchors, intents, IDF."""
+        self.english_words = load_english_words()
+        self.domain = load_domain()
+        stem = self.analyzer.stem
+        self._synonym_stems: dict[tuple[str, ...], str] = {}
+        for phrase, terms in self.synonyms.items():
+            self._synonym_stems.setdefault(tuple(stem(w) for w in phrase.split()), terms)
+        self._longest_synonym = max((len(k) for k in self._synonym_stems), default=0)
+        # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
+        corpus_words = self._corpus_words
+        jargon = {
+            w for w in corpus_words
+            if len(w) >= self.domain.jargon_min_length and w.isalpha()
+            and w not in self.english_words and w not in self.domain.not_anchors
+        }
+        self._anchor_stems = frozenset(stem(w) for w in (*self.domain.anchors, *jargon))
 
     def analyse(self, question: str) -> QueryAnalysis:
         original = words(question)
@@ -209,33 +341,67 @@ class Retriever:
             if fixed != word:
                 corrections[word] = fixed
             corrected.append(fixed)
-        return QueryAnalysis(tuple(corrected), corrections, self.expand(corrected))
+        stand_ins: list[tuple[str, str]] = []
+        expansions = self.expand(corrected, stand_ins)
+        stems = {self.analyzer.stem(w) for w in (*corrected, *expansions)}
+        intents = tuple(i.name for i in self.domain.intents if i.cues & set(corrected))
+        return QueryAnalysis(
+            tuple(corrected), corrections, expansions, intents, bool(stems & self._anchor_stems), tuple(stand_ins)
+        )
 
     def correct(self, word: str) -> str:
-        """The corpus word a misspelt query word most likely means, or the word itself."""
+        """The corpus word a misspelt query word most likely means, or the word itself.
+
+        Only unknown words are corrected: a real English word ("weather") is never turned into a
+        corpus word ("water").
+        """
         if (
             len(word) < MIN_CORRECTABLE_LENGTH
             or word in STOP_WORDS
             or word in self.known_words
-            or word.isdigit()
+            or word in self.english_words
+            or not word.isalpha()
             or self.analyzer.stem(word) in self.known_stems
         ):
             return word
         cutoff = SHORT_WORD_TYPO_CUTOFF if len(word) <= SHORT_WORD_LENGTH else TYPO_CUTOFF
-        # Typos rarely change the first letter; comparing within it keeps large corpora fast.
-        candidates = self._words_by_initial.get(word[:1], [])
-        match = process.extractOne(word, candidates, scorer=fuzz.ratio, score_cutoff=cutoff)
-        return match[0] if match else word
+        # Corpus words first, then the lay words of the synonym map (some are common misspellings).
+        # Typos rarely change the first letter: comparing within it keeps large corpora fast.
+        for by_initial in (self._corpus_words_by_initial, self._known_words_by_initial):
+            choices = by_initial.get(word[:1], [])
+            match = process.extractOne(word, choices, scorer=fuzz.ratio, score_cutoff=cutoff)
+            if match is None and len(word) >= LONG_WORD_LENGTH:
+                # Long medical words garbled in the middle ("osteofites") keep their start: Jaro-Winkler.
+                match = process.extractOne(
+                    word, choices, scorer=JaroWinkler.similarity, score_cutoff=LONG_WORD_JW_CUTOFF
+                )
+            if match is not None:
+                return match[0]
+        return word
 
-    def expand(self, query_words: list[str]) -> tuple[str, ...]:
-        """Corpus terms for the lay phrases found in the query."""
-        text = f" {' '.join(query_words)} "
+    def expand(
+        self, query_words: list[str] | tuple[str, ...], stand_ins: list[tuple[str, str]] | None = None
+    ) -> tuple[str, ...]:
+        """Corpus terms for the lay phrases found in the query, matched on stems ("medicines" = "medicine").
+
+        `stand_ins`, if given, receives (stem of a lay word, stem of a corpus term) pairs.
+        """
+        stems = [self.analyzer.stem(w) for w in query_words]
         found: list[str] = []
-        for phrase, terms in self.synonyms.items():
-            if f" {phrase} " in text:
-                found.append(terms)
-                text = text.replace(f" {phrase} ", " | ")
-        return tuple(" ".join(found).split())
+        i = 0
+        while i < len(stems):
+            for size in range(min(self._longest_synonym, len(stems) - i), 0, -1):
+                terms = self._synonym_stems.get(tuple(stems[i : i + size]))
+                if terms is not None:
+                    found.append(terms)
+                    if stand_ins is not None:
+                        term_stems = self.analyzer.stems(terms)
+                        stand_ins.extend((lay, t) for lay in stems[i : i + size] for t in term_stems)
+                    i += size
+                    break
+            else:
+                i += 1
+        return tuple(dict.fromkeys(" ".join(found).split()))
 
     def query_vector(self, text: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Columns and L2-normalised TF-IDF weights of a query, and its terms (sublinear tf, as the index)."""
@@ -247,7 +413,9 @@ class Retriever:
         terms = list(counts)
         columns = np.fromiter((_hash_feature(t) for t in terms), dtype=np.int64, count=len(terms))
         tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(terms)))
-        weights = tf * self.idf[columns]
+        idf = self.idf[columns]
+        # Terms the corpus lacks are left out, as a fitted vocabulary would ignore them.
+        weights = np.where(idf >= self._unseen_idf, np.float32(0), tf * idf)
         norm = float(np.linalg.norm(weights))
         return columns, (weights / norm if norm else weights), terms
 
@@ -260,13 +428,67 @@ class Retriever:
         candidates = np.flatnonzero(scores > 0)
         if not len(candidates):
             return SearchResult(query, ())
-        if len(candidates) > limit:
-            candidates = candidates[np.argpartition(-scores[candidates], limit - 1)[:limit]]
+        depth = max(limit, RERANK_DEPTH)
+        if len(candidates) > depth:
+            candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
         hits = tuple(
             Hit(self.passages[i], float(scores[i]), self._matched_terms(i, columns, terms)) for i in order
         )
-        return SearchResult(query, hits)
+        return SearchResult(query, self.rerank(query, hits)[:limit])
+
+    def rerank(self, query: QueryAnalysis, hits: tuple[Hit, ...]) -> tuple[Hit, ...]:
+        """Re-order a short list: add how much of the question the passage and its title cover,
+        and the boost of the intents the question shows ("why" → sections about causes)."""
+        if not hits:
+            return hits
+        intents = [i for i in self.domain.intents if i.name in query.intents]
+        cues = set().union(*(i.cues for i in intents)) if intents else set()
+        # Intent cue words ("why", "straight away") are served by the intent boost, not by coverage.
+        own = list(dict.fromkeys(self.analyzer.stems(" ".join(w for w in query.words if w not in cues))))
+        weights = {t: self._term_idf(t) for t in own}
+        total = sum(weights.values()) or 1.0
+        subjects = ()
+        if DEFINITION_CUES & set(query.words):
+            subjects = tuple(w for w in query.words if w not in STOP_WORDS and len(w) > 2 and w not in ("muscle", "weakness"))
+        alternatives: dict[str, set[str]] = {}
+        for lay, term in query.stand_ins:
+            alternatives.setdefault(lay, set()).add(term)
+        reranked = []
+        for hit in hits:
+            matched = set(hit.matched_terms)
+            matched.update(lay for lay, terms in alternatives.items() if terms & matched)
+            coverage = sum(w for t, w in weights.items() if t in matched) / total
+            title, stems_of_title = self._title_info(" ".join((hit.passage.section, *hit.passage.also_in)))
+            title_stems = set(stems_of_title)
+            title_stems.update(lay for lay, terms in alternatives.items() if terms & title_stems)
+            title_share = sum(w for t, w in weights.items() if t in title_stems) / total
+            boost = sum(i.boost for i in intents if any(s in title for s in i.sections))
+            if subjects and self._defines(hit.passage, subjects):
+                boost += DEFINITION_BOOST
+            score = hit.score + COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost
+            reranked.append(Hit(hit.passage, score, hit.matched_terms, coverage))
+        reranked.sort(key=lambda h: -h.score)
+        return tuple(reranked)
+
+    @lru_cache(maxsize=4096)
+    def _title_info(self, title: str) -> tuple[str, frozenset[str]]:
+        """A section title folded to words, and its stems (few distinct titles: cached)."""
+        folded = " ".join(words(title))
+        return folded, frozenset(self.analyzer.stems(folded))
+
+    @staticmethod
+    @lru_cache(maxsize=4096)
+    def _definition_text(text: str) -> str:
+        return " ".join(words(text.replace(" - ", " dash ").replace(" – ", " dash ")))
+
+    def _defines(self, passage: Passage, subjects: tuple[str, ...]) -> bool:
+        text = self._definition_text(passage.text)
+        return any(f"{w} is " in text or f"{w} dash " in text or f"{w} are " in text for w in subjects)
+
+    def _term_idf(self, term: str) -> float:
+        """A term's IDF; terms the corpus lacks get the highest a corpus term can have."""
+        return min(float(self.idf[_hash_feature(term)]), self._max_seen_idf)
 
     def _matched_terms(self, row: int, columns: np.ndarray, terms: list[str]) -> tuple[str, ...]:
         """The query terms that occur in one passage."""

@@ -24,7 +24,7 @@ def test_escalation_comes_first_then_preamble_then_content(chatbot: Chatbot) -> 
 
 
 def test_red_flags_are_checked_even_when_nothing_is_retrieved(chatbot: Chatbot) -> None:
-    reply = chatbot.reply("xqzv blorp, I passed out")
+    reply = chatbot.reply("xqzv blorp, she collapsed")
     assert reply.urgent and not reply.answered
     assert reply.text().startswith("🚨 URGENT")
 

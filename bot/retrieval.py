@@ -424,7 +424,8 @@ class Retriever:
         columns, weights, terms = self.query_vector(query.search_text)
         if not len(columns):
             return SearchResult(query, ())
-        scores = np.asarray(self.columns[:, columns] @ weights).ravel()
+        selected = self.columns[:, columns]  # passages × query terms
+        scores = np.asarray(selected @ weights).ravel()
         candidates = np.flatnonzero(scores > 0)
         if not len(candidates):
             return SearchResult(query, ())
@@ -432,8 +433,14 @@ class Retriever:
         if len(candidates) > depth:
             candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
+        by_row = selected[order].tocsr()  # one row per hit: which query terms it contains
         hits = tuple(
-            Hit(self.passages[i], float(scores[i]), self._matched_terms(i, columns, terms)) for i in order
+            Hit(
+                self.passages[i],
+                float(scores[i]),
+                tuple(sorted({terms[j] for j in by_row.indices[by_row.indptr[n] : by_row.indptr[n + 1]]})),
+            )
+            for n, i in enumerate(order)
         )
         return SearchResult(query, self.rerank(query, hits)[:limit])
 
@@ -489,17 +496,6 @@ class Retriever:
     def _term_idf(self, term: str) -> float:
         """A term's IDF; terms the corpus lacks get the highest a corpus term can have."""
         return min(float(self.idf[_hash_feature(term)]), self._max_seen_idf)
-
-    def _matched_terms(self, row: int, columns: np.ndarray, terms: list[str]) -> tuple[str, ...]:
-        """The query terms that occur in one passage."""
-        found = []
-        for column, term in zip(columns, terms):
-            start, end = self.columns.indptr[column], self.columns.indptr[column + 1]
-            rows = self.columns.indices[start:end]
-            position = np.searchsorted(rows, row)
-            if position < len(rows) and rows[position] == row:
-                found.append(term)
-        return tuple(sorted(set(found)))
 
 
 def section_suggestions(passages: list[Passage], exclude: str | None = None, limit: int = 5) -> list[str]:

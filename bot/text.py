@@ -18,6 +18,8 @@ _CONTROL_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn"}
 
 def fold(text: str) -> str:
     """Lowercase, strip accents, unify apostrophes and drop control and format characters."""
+    if text.isascii() and text.isprintable():
+        return text.casefold()  # the common case: nothing to decompose, translate or drop
     decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES))
     kept = (
         " " if unicodedata.category(ch) in _CONTROL_CATEGORIES and ch not in "\n\t" else ch

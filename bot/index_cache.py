@@ -106,14 +106,21 @@ def index_settings() -> str:
     for module in (corpus, retrieval, text):
         digest.update(Path(module.__file__).read_bytes())
     # The analyzer's word table (possibly replaced through BOT_DATA_DIR) shapes the index too.
-    digest.update(json.dumps(retrieval.load_lemmas(), sort_keys=True).encode())
+    # Data files that shape the index (possibly replaced through BOT_DATA_DIR) count too.
+    for name in ("lemmas.toml", "english_words.toml", "domain.toml"):
+        digest.update(json.dumps(retrieval.load_toml(name), sort_keys=True, default=str).encode())
     return f"{retrieval.INDEX_VERSION}/{digest.hexdigest()}"
 
 
 def state_to_files(state: IndexState) -> tuple[dict, dict, dict]:
     arrays = {"idf": state.idf}
     matrices = {"columns": state.columns}
-    meta = {"format": FORMAT_VERSION, "corpus_words": state.corpus_words, "corpus_stems": state.corpus_stems}
+    meta = {
+        "format": FORMAT_VERSION,
+        "corpus_words": state.corpus_words,
+        "corpus_stems": state.corpus_stems,
+        "jargon_stems": state.jargon_stems,
+    }
     return arrays, matrices, meta
 
 
@@ -133,6 +140,7 @@ def load_or_build_index(
                 columns=matrices["columns"].tocsc(),
                 corpus_words=list(meta["corpus_words"]),
                 corpus_stems=list(meta["corpus_stems"]),
+                jargon_stems=list(meta["jargon_stems"]),
             )
         except (KeyError, TypeError) as error:
             log.warning("ignoring an incomplete index cache in %s (%s); rebuilding it", folder, error)

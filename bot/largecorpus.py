@@ -26,6 +26,8 @@ def source_roots() -> list[Path]:
     """The standard library and site-packages of the running interpreter."""
     paths = sysconfig.get_paths()
     roots = [Path(paths["stdlib"]), Path(paths["purelib"]), Path(paths["platlib"])]
+    # Other Python installations beside this one (pyenv and the like) hold more documented code.
+    roots += sorted(Path(sys.base_prefix).parent.glob("*/lib/python3.*"))
     return list(dict.fromkeys(r for r in roots if r.is_dir()))
 
 

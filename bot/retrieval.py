@@ -235,6 +235,7 @@ class IndexState:
     columns: sp.csc_matrix  # passages × features, rows L2-normalised, column-major for fast queries
     corpus_words: list[str]  # folded words of the corpus, for typo correction
     corpus_stems: list[str]
+    jargon_stems: list[str]  # stems of corpus words that are not everyday English: they anchor a question
 
 
 def _hash_feature(term: str) -> int:
@@ -264,13 +265,14 @@ def build_index_state(passages: list[Passage], progress: Callable[[int], None] |
     corpus_words: set[str] = set()
     for passage in passages:
         corpus_words.update(words(passage.search_text()))
-    stems = {analyzer.stem(w) for w in corpus_words if w not in STOP_WORDS}
+    word_stems = {w: analyzer.stem(w) for w in corpus_words if w not in STOP_WORDS}
     return IndexState(
         passages=passages,
         idf=transformer.idf_.astype(np.float32),
         columns=matrix.tocsc(),
         corpus_words=sorted(corpus_words),
-        corpus_stems=sorted(stems),
+        corpus_stems=sorted(set(word_stems.values())),
+        jargon_stems=sorted(jargon_stems(word_stems, load_english_words(), load_domain())),
     )
 
 
@@ -279,6 +281,16 @@ def _by_initial(words_: frozenset[str] | set[str]) -> dict[str, list[str]]:
     for word in sorted(words_):
         grouped.setdefault(word[:1], []).append(word)
     return grouped
+
+
+def jargon_stems(word_stems: dict[str, str], english_words: frozenset[str], domain: Domain) -> set[str]:
+    """Stems of corpus words that are not everyday English ("proserin", "osteophytes")."""
+    return {
+        stem
+        for word, stem in word_stems.items()
+        if len(word) >= domain.jargon_min_length and word.isalpha()
+        and word not in english_words and word not in domain.not_anchors
+    }
 
 
 class Retriever:
@@ -324,13 +336,7 @@ class Retriever:
             self._synonym_stems.setdefault(tuple(stem(w) for w in phrase.split()), terms)
         self._longest_synonym = max((len(k) for k in self._synonym_stems), default=0)
         # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
-        corpus_words = self._corpus_words
-        jargon = {
-            w for w in corpus_words
-            if len(w) >= self.domain.jargon_min_length and w.isalpha()
-            and w not in self.english_words and w not in self.domain.not_anchors
-        }
-        self._anchor_stems = frozenset(stem(w) for w in (*self.domain.anchors, *jargon))
+        self._anchor_stems = frozenset(stem(w) for w in self.domain.anchors) | frozenset(self.state.jargon_stems)
 
     def analyse(self, question: str) -> QueryAnalysis:
         original = words(question)

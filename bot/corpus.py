@@ -400,8 +400,3 @@ def are_near_duplicates(a: Passage, b: Passage, threshold: float = NEAR_DUPLICAT
 @lru_cache(maxsize=8192)
 def _normalise_for_comparison(text: str) -> str:
     return NON_WORD_RE.sub(" ", text.casefold())
-
-
-def section_titles(passages: list[Passage]) -> list[str]:
-    """Distinct section titles in corpus order."""
-    return list(dict.fromkeys(p.section for p in passages))

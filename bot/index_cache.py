@@ -108,7 +108,7 @@ def index_settings() -> str:
     # The analyzer's word table (possibly replaced through BOT_DATA_DIR) shapes the index too.
     # Data files that shape the index (possibly replaced through BOT_DATA_DIR) count too.
     for name in ("lemmas.toml", "english_words.toml", "domain.toml"):
-        digest.update(json.dumps(retrieval.load_toml(name), sort_keys=True, default=str).encode())
+        digest.update(retrieval.read_data_file(name)[1].encode())
     return f"{retrieval.INDEX_VERSION}/{digest.hexdigest()}"
 
 

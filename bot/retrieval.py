@@ -94,25 +94,31 @@ class SearchResult:
         return self.hits[0].score if self.hits else 0.0
 
 
-def load_toml(name_or_path: str | Path) -> dict:
-    """Load a TOML data file: a bare name is read from BOT_DATA_DIR if it has it, else the package."""
+def read_data_file(name_or_path: str | Path) -> tuple[str, str]:
+    """(label, text) of a data file: a bare name is read from BOT_DATA_DIR if it has it, else the package."""
     override_dir = os.environ.get(DATA_DIR_VARIABLE, "").strip()
     if override_dir and isinstance(name_or_path, str) and "/" not in name_or_path:
         if (Path(override_dir) / name_or_path).is_file():
             name_or_path = Path(override_dir) / name_or_path
+    if isinstance(name_or_path, Path) or "/" in str(name_or_path):
+        label = str(name_or_path)
+        reader = Path(name_or_path)
+    else:
+        label = f"bot/data/{name_or_path}"
+        reader = resources.files("bot.data").joinpath(name_or_path)
     try:
-        if isinstance(name_or_path, Path) or "/" in str(name_or_path):
-            path = Path(name_or_path)
-            label = str(path)
-            raw = path.read_text(encoding="utf-8")
-        else:
-            label = f"bot/data/{name_or_path}"
-            raw = resources.files("bot.data").joinpath(name_or_path).read_text(encoding="utf-8")
-        return tomllib.loads(raw)
+        return label, reader.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataFileError(f"data file {label} is missing") from None
     except (OSError, UnicodeDecodeError) as error:
         raise DataFileError(f"data file {label} cannot be read: {error}") from None
+
+
+def load_toml(name_or_path: str | Path) -> dict:
+    """Load a TOML data file (see read_data_file for where it is looked for)."""
+    label, raw = read_data_file(name_or_path)
+    try:
+        return tomllib.loads(raw)
     except tomllib.TOMLDecodeError as error:
         raise DataFileError(f"data file {label} is not valid TOML: {error}") from None
 

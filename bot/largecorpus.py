@@ -18,7 +18,7 @@ from pathlib import Path
 
 DEFAULT_PASSAGES = 75_000
 AVERAGE_PASSAGE_CHARS = 640  # chars of prose written per passage left after splitting and merging, measured
-MIN_PARAGRAPH_CHARS = 120
+MIN_PARAGRAPH_CHARS = 80
 FILES_PER_CORPUS_FILE = 400
 CODE_LINE_RE = re.compile(r"^\s*(>>>|\.\.\.|[-=~^]{3,}|\.\. |:param|:return|:type|:raises|[A-Za-z_]+\s*:\s*[A-Za-z_.\[\], |]+$)")
 
@@ -79,7 +79,7 @@ def prose_paragraphs(docstring: str) -> Iterator[str]:
         if len(paragraph) < MIN_PARAGRAPH_CHARS:
             continue
         letters = sum(ch.isalpha() or ch == " " for ch in paragraph)
-        if letters / len(paragraph) > 0.8 and re.search(r"[a-z]{3,}[.!?](\s|$)", paragraph):
+        if letters / len(paragraph) > 0.75 and re.search(r"[a-z]{3,}[.!?](\s|$)", paragraph):
             yield paragraph
 
 

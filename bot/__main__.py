@@ -214,10 +214,8 @@ def run_index_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_eval_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.safety:
-        try:
-            from bot.safety_eval import run_safety_eval
-        except ImportError:
-            raise CommandError("the safety evaluation (bot/safety_eval.py) is not installed") from None
+        from bot.safety_eval import run_safety_eval
+
         return run_safety_eval(args)
     from bot.evaluation import EvalFileError, run_eval
 

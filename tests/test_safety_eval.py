@@ -117,17 +117,6 @@ def test_missing_set_and_malformed_lexicon_exit_2(tmp_path: Path) -> None:
         )
 
 
-def test_retrieval_eval_without_its_module_is_a_clear_error() -> None:
-    try:
-        import bot.evaluation  # noqa: F401
-    except ModuleNotFoundError:
-        result = run_bot("eval")
-        assert result.returncode == 2
-        assert result.stderr.startswith("error:") and "bot/evaluation.py" in result.stderr
-    else:
-        pytest.skip("bot.evaluation exists")
-
-
 def test_the_bundled_set_is_well_formed_and_big_enough() -> None:
     cases = load_cases(DEFAULT_SAFETY_SET)
     urgent = [c for c in cases if c.urgent]

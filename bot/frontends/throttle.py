@@ -3,8 +3,8 @@ per-chat ordering of concurrent updates.
 
 Three small pieces, each testable on its own:
 
-* `FloodGuard` -- a user who sends more than `limit` messages in `window` seconds gets one polite
-  notice; further messages are ignored until the rolling window has room again.
+* `FloodGuard` -- a user who sends `limit` messages in `window` seconds gets one polite notice
+  for the last of them; further messages are ignored until the rolling window has room again.
 * `FloodControlLimiter` -- a python-telegram-bot rate limiter that keeps sends under Telegram's
   ~30 messages/s (and 20/min per group) with a sliding window, and retries after a 429.
 * `ChatOrderedUpdateProcessor` -- updates of different chats run concurrently; updates of one chat
@@ -41,10 +41,11 @@ class Verdict(enum.Enum):
 
 
 class FloodGuard:
-    """At most `limit` handled messages per user in any rolling `window` seconds.
+    """A user's `limit`-th message within any rolling `window` seconds gets the slow-down notice.
 
-    The message that goes over the limit gets `Verdict.WARN` (send one notice), later ones
-    `Verdict.DROP` until the window has room again. Ignored messages are not counted, so a user
+    So at most `limit - 1` messages per user and window are answered. The `limit`-th gets
+    `Verdict.WARN` (send one notice instead of an answer), later ones `Verdict.DROP` until the
+    window has room again. Ignored messages are not counted, so a user
     who keeps typing is answered again as soon as their older messages leave the window.
     Memory is bounded: users idle for a whole window are forgotten.
     """
@@ -52,8 +53,8 @@ class FloodGuard:
     def __init__(
         self, limit: int = 30, window: float = 10.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("limit must be >= 1 and window > 0")
+        if limit < 2 or window <= 0:
+            raise ValueError("limit must be >= 2 and window > 0")
         self.limit = limit
         self.window = window
         self.clock = clock
@@ -69,7 +70,7 @@ class FloodGuard:
         events = self._events.setdefault(key, deque())
         while events and now - events[0] >= self.window:
             events.popleft()
-        if len(events) < self.limit:
+        if len(events) < self.limit - 1:
             events.append(now)
             self._warned.discard(key)
             return Verdict.ALLOW

@@ -42,6 +42,8 @@ RERANK_DEPTH = 10
 # Re-ranking weights: share of the question's words the passage (or its section title) contains.
 COVERAGE_WEIGHT = 0.45
 TITLE_WEIGHT = 0.08
+# A question that is just a section's title ("muscle weakness", "nerve compression") wants that section.
+TITLE_EXACT_BOOST = 0.05
 # "What is X?" prefers the passage that defines X ("X is ...", "X - ...").
 DEFINITION_BOOST = 0.05
 DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
@@ -483,6 +485,8 @@ class Retriever:
             title_stems.update(lay for lay, terms in alternatives.items() if terms & title_stems)
             title_share = sum(w for t, w in weights.items() if t in title_stems) / total
             boost = sum(i.boost for i in intents if any(s in title for s in i.sections))
+            if own and set(own) == set(self._title_info(hit.passage.section)[1]):
+                boost += TITLE_EXACT_BOOST
             if subjects and self._defines(hit.passage, subjects):
                 boost += DEFINITION_BOOST
             score = hit.score + COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost

@@ -78,3 +78,10 @@ def test_typos_are_corrected_against_the_corpus(chatbot: Chatbot) -> None:
 def test_lay_synonyms_expand_to_corpus_terms(chatbot: Chatbot) -> None:
     analysis = chatbot.retriever.analyse("do leeches help")
     assert "hirudotherapy" in analysis.expansions
+
+
+@pytest.mark.parametrize("title", ["Muscle weakness", "Nerve compression", "Stroke", "Polymyositis"])
+def test_a_question_that_is_a_section_title_is_answered_from_that_section(chatbot: Chatbot, title: str) -> None:
+    reply = chatbot.reply(title.lower())
+    assert reply.answered and not reply.choices
+    assert reply.hits[0].passage.section == title

@@ -29,6 +29,8 @@ DEFAULT_EMERGENCY_NUMBER = "112"
 
 # What one position of a lexicon phrase may hold (bot.text.words yields only such words).
 LEXICON_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# A phrase position "#N" matches any whole number of at least N.
+NUMBER_TOKEN_RE = re.compile(r"#(\d{1,6})")
 # Clauses end at sentence punctuation, commas (but not decimal commas), brackets and dashes.
 CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—]+\s")
 # How many words beyond the negation window to look for pseudo-negations and terminators.
@@ -49,7 +51,8 @@ CONTEXT_REACH_CHARS = 30
 
 @dataclass(frozen=True)
 class TokenSpec:
-    """One position of a phrase: alternative words, each exact or a prefix ("numb*")."""
+    """One position of a phrase: alternative words, each exact or a prefix ("numb*"), or "#N" for
+    any whole number of at least N ("took #10 pills")."""
 
     alternatives: tuple[tuple[str, bool], ...]
 
@@ -57,6 +60,9 @@ class TokenSpec:
     def parse(cls, raw: str) -> TokenSpec:
         alternatives = []
         for alternative in raw.split("|"):
+            if NUMBER_TOKEN_RE.fullmatch(alternative):
+                alternatives.append((alternative, False))
+                continue
             is_prefix = alternative.endswith("*")
             text = alternative.rstrip("*")
             if not text:
@@ -76,6 +82,9 @@ class FlagRule:
     label: str
     phrases: tuple[Phrase, ...]
     combinations: tuple[tuple[Phrase, ...], ...] = ()
+    # Like `combinations`, but the parts may sit in different clauses of one sentence
+    # ("weak left arm, came on suddenly"); a negation still reaches only within its clause.
+    sentence_combinations: tuple[tuple[Phrase, ...], ...] = ()
     unless_before: tuple[tuple[str, ...], ...] = ()
     unless_after: tuple[tuple[str, ...], ...] = ()
 
@@ -118,6 +127,14 @@ class TemperatureRules:
     context: tuple[str, ...] = ("temp*", "fever*", "febrile", "thermometer", "pyrexia")
     ambient: tuple[str, ...] = ()
     not_units: tuple[str, ...] = ()
+    # Abbreviations whose period does not end a sentence ("temp. 39").
+    abbreviations: tuple[str, ...] = ()
+
+    @cached_property
+    def abbreviation_re(self) -> re.Pattern[str] | None:
+        if not self.abbreviations:
+            return None
+        return re.compile(r"\b(" + "|".join(re.escape(a) for a in self.abbreviations) + r")\.")
 
     @property
     def context_re(self) -> re.Pattern[str] | None:
@@ -154,7 +171,12 @@ class WordMatcher:
         fuzzy_cutoff: float,
         never_typos: frozenset[str] = frozenset(),
     ) -> None:
-        self.exact = frozenset(text for text, prefix in alternatives if not prefix)
+        self.number_minimums = sorted(
+            int(text[1:]) for text, prefix in alternatives if not prefix and NUMBER_TOKEN_RE.fullmatch(text)
+        )
+        self.exact = frozenset(
+            text for text, prefix in alternatives if not prefix and not NUMBER_TOKEN_RE.fullmatch(text)
+        )
         self.prefixes_by_length: dict[int, frozenset[str]] = {}
         for text, prefix in alternatives:
             if prefix:
@@ -177,6 +199,8 @@ class WordMatcher:
 
     def known(self, token: str) -> set[Alternative]:
         found: set[Alternative] = {(token, False)} if token in self.exact else set()
+        if self.number_minimums and token.isdigit() and len(token) <= 6:
+            found.update((f"#{n}", False) for n in self.number_minimums if int(token) >= n)
         for length, group in self.prefixes_by_length.items():
             if len(token) >= length and token[:length] in group:
                 found.add((token[:length], True))
@@ -230,7 +254,10 @@ class Lexicon:
         return [
             phrase
             for rule in self.flags
-            for phrase in (*rule.phrases, *(part for combo in rule.combinations for part in combo))
+            for phrase in (
+                *rule.phrases,
+                *(part for combo in (*rule.combinations, *rule.sentence_combinations) for part in combo),
+            )
         ]
 
     @property
@@ -328,9 +355,9 @@ def _word_sequences(table: dict, key: str, where: str) -> tuple[tuple[str, ...],
 
 
 TOP_LEVEL_KEYS = ("settings", "flag", "negation", "temperature", "typos")
-TEMPERATURE_KEYS = ("context", "ambient", "not_units")
+TEMPERATURE_KEYS = ("context", "ambient", "not_units", "abbreviations")
 TYPOS_KEYS = ("never",)
-FLAG_KEYS = ("id", "label", "phrases", "combinations", "unless_before", "unless_after")
+FLAG_KEYS = ("id", "label", "phrases", "combinations", "sentence_combinations", "unless_before", "unless_after")
 NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators", "gap_blockers")
 NUMBER_SETTINGS = {
     # key: (type, lowest, highest)
@@ -362,27 +389,17 @@ def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
         where = f"data file {label}, flag {flag_id!r}"
         _check_keys(entry, FLAG_KEYS, where)
         phrases = _phrases(entry, "phrases", where)
-        combos_raw = entry.get("combinations", [])
-        if not isinstance(combos_raw, list):
-            raise DataFileError(f"{where}: 'combinations' must be a list of lists of two or more phrases")
-        combinations = []
-        for combo_index, combo in enumerate(combos_raw):
-            if not isinstance(combo, list) or len(combo) < 2:
-                raise DataFileError(f"{where}: combinations[{combo_index}] must be a list of two or more phrases")
-            combinations.append(
-                tuple(
-                    _parse_phrase(raw, f"{where}, combinations[{combo_index}][{part}]")
-                    for part, raw in enumerate(combo)
-                )
-            )
-        if not phrases and not combinations:
+        combinations = _combinations(entry, "combinations", where)
+        sentence_combinations = _combinations(entry, "sentence_combinations", where)
+        if not phrases and not combinations and not sentence_combinations:
             raise DataFileError(f"{where}: needs 'phrases' or 'combinations'")
         rules.append(
             FlagRule(
                 id=flag_id,
                 label=flag_label,
                 phrases=phrases,
-                combinations=tuple(combinations),
+                combinations=combinations,
+                sentence_combinations=sentence_combinations,
                 unless_before=_word_sequences(entry, "unless_before", where),
                 unless_after=_word_sequences(entry, "unless_after", where),
             )
@@ -420,6 +437,21 @@ def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
         never_typos=frozenset(word for raw in typos.get("never", []) for word in _phrase_words(raw)),
         **numbers,
     )
+
+
+def _combinations(entry: dict, key: str, where: str) -> tuple[tuple[Phrase, ...], ...]:
+    """A flag's list of combinations: each a list of two or more phrases."""
+    raw_list = entry.get(key, [])
+    if not isinstance(raw_list, list):
+        raise DataFileError(f"{where}: {key!r} must be a list of lists of two or more phrases")
+    combinations = []
+    for index, combo in enumerate(raw_list):
+        if not isinstance(combo, list) or len(combo) < 2:
+            raise DataFileError(f"{where}: {key}[{index}] must be a list of two or more phrases")
+        combinations.append(
+            tuple(_parse_phrase(raw, f"{where}, {key}[{index}][{part}]") for part, raw in enumerate(combo))
+        )
+    return tuple(combinations)
 
 
 def _table(data: dict, key: str, allowed: tuple[str, ...], where: str) -> dict[str, list[str]]:
@@ -470,9 +502,11 @@ def _find_sequence(tokens: list[str], sequence: tuple[str, ...], start: int, sto
 
 
 class _ClauseMatcher:
-    def __init__(self, lexicon: Lexicon, tokens: list[str]) -> None:
+    def __init__(self, lexicon: Lexicon, tokens: list[str], barriers: tuple[int, ...] = ()) -> None:
         self.lexicon = lexicon
         self.tokens = tokens
+        # Positions where a new clause starts (when matching a whole sentence): negation stops there.
+        self.barriers = barriers
         self.positions: dict[TokenSpec, list[int]] = {}
         for position, token in enumerate(tokens):
             for spec in lexicon.token_specs(token):
@@ -557,7 +591,7 @@ class _ClauseMatcher:
         terminators = self._near("terminators", lo, hi, used)
 
         def terminated(lo: int, hi: int) -> bool:
-            return any(lo <= a and b <= hi for a, b in terminators)
+            return any(lo <= a and b <= hi for a, b in terminators) or any(lo <= p <= hi for p in self.barriers)
 
         for a, b in self._near("before", first - rules.window - 2, first, used):
             if pseudo_positions.intersection(range(a, b)):
@@ -587,7 +621,10 @@ class _ClauseMatcher:
             for span in self.find_phrase(rule.phrases[index]):
                 if not self.excluded(rule, span) and not self.negated(span):
                     return " ".join(self.tokens[min(span) : max(span) + 1])
-        for combination in rule.combinations:
+        return self.combination_evidence(rule, rule.combinations)
+
+    def combination_evidence(self, rule: FlagRule, combinations: tuple[tuple[Phrase, ...], ...]) -> str | None:
+        for combination in combinations:
             spans = [self.find_phrase(part) for part in combination]
             if not all(spans):
                 continue
@@ -604,8 +641,10 @@ class TemperatureReading:
 
 
 def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[TemperatureReading]:
-    """Body temperatures stated in folded text: numbers with a unit, or the first number after a
-    context word ("temp 38.7", "fever of 39"); not the weather ("39 degrees outside") or "fever for 40 hours"."""
+    """Body temperatures stated in folded text: numbers with a unit, the first number after a context
+    word ("temp 38.7", "fever of 39"), a number right before one ("a 102 temperature"), or a bare number
+    with decimals in the body-temperature range ("he is 39.2"); not the weather ("39 degrees outside")
+    or "fever for 40 hours"."""
     rules = (lexicon or default_lexicon()).temperature
     context_re, ambient_re, not_units_re = _temperature_regexes(rules)
     numbers = list(TEMPERATURE_RE.finditer(text))
@@ -617,12 +656,16 @@ def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[Tempera
         i = bisect.bisect_left(starts, context.end())
         if i < len(starts) and starts[i] - context.end() <= CONTEXT_REACH_CHARS:
             first_after_context.add(starts[i])
+        i = bisect.bisect_right(starts, context.start()) - 1
+        if i >= 0 and not text[numbers[i].end() : context.start()].strip():
+            first_after_context.add(starts[i])
     ambient = [(m.start(), m.end()) for m in ambient_re.finditer(text)] if ambient_re else []
     readings = []
     for match in numbers:
         unit = re.sub(r"\s+", "", match.group("unit") or "")
         if not unit:
-            if match.start() not in first_after_context:
+            has_decimals = any(sep in match.group("value") for sep in ".,")
+            if match.start() not in first_after_context and not has_decimals:
                 continue
             if not_units_re and not_units_re.match(text, SPACES_RE.match(text, match.end()).end()):
                 continue
@@ -689,6 +732,9 @@ def detect_red_flags(text: str, lexicon: Lexicon | None = None) -> list[RedFlag]
     lexicon = lexicon or default_lexicon()
     # "º" (the ordinal indicator, often typed for a degree sign) would fold to "o".
     folded = expand_contractions(fold(text.replace("º", "°"))).replace("-", " ")
+    abbreviation_re = lexicon.temperature.abbreviation_re
+    if abbreviation_re is not None:
+        folded = abbreviation_re.sub(r"\1 ", folded)
     found: dict[str, str] = {}
     for sentence in split_sentences(folded):
         readings = read_temperatures(sentence, lexicon)
@@ -696,12 +742,36 @@ def detect_red_flags(text: str, lexicon: Lexicon | None = None) -> list[RedFlag]
             hottest = max(readings, key=lambda r: r.celsius)
             if hottest.celsius > lexicon.fever_threshold_celsius:
                 found.setdefault(FEVER_FLAG, hottest.text)
-        for clause in split_clauses(sentence):
+        clauses = split_clauses(sentence)
+        for clause in clauses:
             for flag_id, evidence in clause_flags(lexicon, clause, fever_words=not readings):
+                found.setdefault(flag_id, evidence)
+        if len(clauses) > 1:
+            for flag_id, evidence in sentence_flags(lexicon, clauses, skip=found):
                 found.setdefault(flag_id, evidence)
         if len(found) == len(lexicon.flags):
             break
     return [RedFlag(rule.id, rule.label, found[rule.id]) for rule in lexicon.flags if rule.id in found]
+
+
+def sentence_flags(lexicon: Lexicon, clauses: list[str], skip: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(flag id, evidence) for the `sentence_combinations` whose parts lie in different clauses."""
+    rules = [rule for rule in lexicon.flags if rule.sentence_combinations and rule.id not in skip]
+    if not rules:
+        return []
+    tokens: list[str] = []
+    barriers = []
+    for clause in clauses:
+        if tokens:
+            barriers.append(len(tokens))
+        tokens.extend(words(clause))
+    matcher = _ClauseMatcher(lexicon, tokens, tuple(barriers))
+    found = []
+    for rule in rules:
+        evidence = matcher.combination_evidence(rule, rule.sentence_combinations)
+        if evidence is not None:
+            found.append((rule.id, evidence))
+    return found
 
 
 def clause_flags(lexicon: Lexicon, clause: str, fever_words: bool = True) -> list[tuple[str, str]]:

@@ -255,6 +255,8 @@ BASE = "[[flag]]\nid = 'x'\nlabel = 'X'\nphrases = ['ok']\n"
         ("[[flag]]\nid = 'x'\nlabel = 'X'\n", "flag 'x': needs 'phrases' or 'combinations'"),
         (BASE + "[[flag]]\nid = 'x'\nlabel = 'Y'\nphrases = ['b']\n", "flag #2: duplicate id 'x'"),
         ("[[flag]]\nid = 'x'\nlabel = 'X'\ncombinations = [['a']]\n", "combinations[0] must be a list of two or more"),
+        ("[[flag]]\nid = 'x'\nlabel = 'X'\nsentence_combinations = 'a b'\n", "'sentence_combinations' must be a list"),
+        (BASE + "[temperature]\nabbreviations = ['temp.']\n", "[temperature]: abbreviations[0] 'temp.' must be words"),
         (BASE + "[negation]\nwindow = 0\n", "[negation]: 'window' must be a positive integer"),
         (BASE + "[negation]\nbefore = ['no', '']\n", "[negation]: before[1] must be a non-empty string"),
         (BASE + "[negation]\nbefor = ['no']\n", "[negation]: unknown key(s) 'befor'"),
@@ -303,3 +305,45 @@ def test_an_operator_lexicon_is_used(tmp_path: Path) -> None:
     lexicon = load_lexicon(custom)
     assert [f.id for f in detect_red_flags("a purple rash on my legs", lexicon)] == ["rash"]
     assert detect_red_flags("no purple rash", lexicon) == []
+
+
+def write_lexicon(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "flags.toml"
+    path.write_text(body + "[negation]\nbefore = ['no', 'not']\nterminators = ['but']\n", encoding="utf-8")
+    return path
+
+
+def test_a_number_token_matches_whole_numbers_from_its_minimum(tmp_path: Path) -> None:
+    lexicon = load_lexicon(write_lexicon(tmp_path, "[[flag]]\nid = 'od'\nlabel = 'OD'\nphrases = ['took #10 pills']\n"))
+    assert [f.evidence for f in detect_red_flags("I took 20 pills", lexicon)] == ["took 20 pills"]
+    assert detect_red_flags("I took 2 pills", lexicon) == []
+    assert detect_red_flags("I took ten pills", lexicon) == []
+
+
+def test_sentence_combinations_reach_across_clauses_but_negation_does_not(tmp_path: Path) -> None:
+    body = (
+        "[[flag]]\nid = 'side'\nlabel = 'S'\ncombinations = [['sudden*', 'left arm']]\n"
+        "sentence_combinations = [['sudden*', 'left arm', 'weak']]\n"
+    )
+    lexicon = load_lexicon(write_lexicon(tmp_path, body))
+    assert [f.id for f in detect_red_flags("weak left arm, it came on suddenly", lexicon)] == ["side"]
+    assert [f.id for f in detect_red_flags("no pain, weak left arm, came on suddenly", lexicon)] == ["side"]
+    assert detect_red_flags("weak left arm. It came on suddenly", lexicon) == []  # another sentence
+    assert detect_red_flags("not sudden, weak left arm", lexicon) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "urgent"),
+    [
+        ("I have a 102 temperature", True),
+        ("I've got a 39 temperature", True),
+        ("I have a temp. 39", True),
+        ("my son is 39.2 and weak", True),
+        ("T=39.2", True),
+        ("my son is 36.6 and weak", False),
+        ("I weigh 39.5 kg", False),
+        ("I had a 3 day fever last month and 37 today", False),
+    ],
+)
+def test_temperatures_written_without_a_unit(message: str, urgent: bool) -> None:
+    assert bool(detect_red_flags(message)) is urgent

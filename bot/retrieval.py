@@ -11,17 +11,21 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import mmh3
 import numpy as np
+import scipy.sparse as sp
 import snowballstemmer
 from rapidfuzz import fuzz, process
-import scipy.sparse as sp
 from rapidfuzz.distance import JaroWinkler
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer, TfidfTransformer
-from sklearn.utils import murmurhash3_32
 
 from bot.corpus import CorpusError, Passage
 from bot.text import fold, words
 
+# scikit-learn's English stop words, read from a data file: importing scikit-learn takes most of a
+# second, and answering from a cached index needs nothing else from it (building does, see below).
+ENGLISH_STOP_WORDS = frozenset(
+    tomllib.loads(resources.files("bot.data").joinpath("stop_words.toml").read_text(encoding="utf-8"))["words"].split()
+)
 # Words that carry meaning for symptoms even though sklearn lists them as stop words.
 KEPT_STOP_WORDS = frozenset({"back", "side", "fire", "move", "full", "system", "part", "thin", "top", "bottom", "front"})
 # Chat filler that sklearn does not list but that says nothing about the topic.
@@ -247,14 +251,16 @@ class IndexState:
 
 
 def _hash_feature(term: str) -> int:
-    """The column of a term: the same hash HashingVectorizer uses."""
-    return abs(murmurhash3_32(term, seed=0)) % N_FEATURES
+    """The column of a term: the same signed 32-bit MurmurHash3 of its UTF-8 that HashingVectorizer uses."""
+    return abs(mmh3.hash(term, 0, signed=True)) % N_FEATURES
 
 
 def build_index_state(passages: list[Passage], progress: Callable[[int], None] | None = None) -> IndexState:
     """Fit TF-IDF over hashed stem and stem-pair features (no vocabulary held in memory)."""
     if not passages:
         raise ValueError("no passages to index")
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
     analyzer = Analyzer()
     hasher = HashingVectorizer(
         analyzer=analyzer, n_features=N_FEATURES, alternate_sign=False, norm=None, dtype=np.float32

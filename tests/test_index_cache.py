@@ -101,3 +101,35 @@ def test_minhash_merging_finds_the_same_duplicates(monkeypatch) -> None:
     with_minhash = corpus_module.merge_near_duplicates(raw)
     assert [(p.id, p.also_in) for p in with_minhash] == [(p.id, p.also_in) for p in exhaustive]
     assert len(with_minhash) < len(raw)
+
+
+def test_answering_from_a_cached_index_does_not_import_sklearn(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    corpus = copy_corpus(tmp_path)
+    env = {**os.environ, "BOT_CACHE_DIR": str(tmp_path / "cache")}
+    script = (
+        "import sys\nfrom bot.chat import Chatbot\n"
+        f"bot = Chatbot.from_corpus({str(corpus)!r})\n"
+        "assert bot.reply('what is als').answered\n"
+        "print('sklearn' in sys.modules)\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+        for _ in range(2)
+    ]
+    assert [r.stdout.strip() for r in runs] == ["True", "False"], [r.stderr for r in runs]  # built, then cached
+
+
+def test_query_hashing_matches_sklearn_hashing_vectorizer() -> None:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    from sklearn.utils import murmurhash3_32
+
+    from bot.retrieval import ENGLISH_STOP_WORDS as OUR_STOP_WORDS, N_FEATURES, _hash_feature
+
+    terms = ["muscl weak", "myasthenia", "guillain barr", "ёлка", "😀", "", "a" * 1000, "x"]
+    terms += [f"t{i}" for i in range(2000)]
+    assert [_hash_feature(t) for t in terms] == [abs(murmurhash3_32(t, seed=0)) % N_FEATURES for t in terms]
+    assert OUR_STOP_WORDS == ENGLISH_STOP_WORDS

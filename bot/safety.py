@@ -99,6 +99,9 @@ class NegationRules:
     # Words that may not sit in a phrase's gap right after one of its negation words: "not breathing"
     # must not match "not having trouble breathing".
     gap_blockers: tuple[tuple[str, ...], ...] = ()
+    # Phrases saying a symptom has passed ("but that's all cleared up"): they negate every match
+    # before them in the clause, however far, unless a terminator comes between.
+    resolved: tuple[tuple[str, ...], ...] = ()
 
     @cached_property
     def single_word_triggers(self) -> frozenset[str]:
@@ -358,7 +361,7 @@ TOP_LEVEL_KEYS = ("settings", "flag", "negation", "temperature", "typos")
 TEMPERATURE_KEYS = ("context", "ambient", "not_units", "abbreviations")
 TYPOS_KEYS = ("never",)
 FLAG_KEYS = ("id", "label", "phrases", "combinations", "sentence_combinations", "unless_before", "unless_after")
-NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators", "gap_blockers")
+NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators", "gap_blockers", "resolved")
 NUMBER_SETTINGS = {
     # key: (type, lowest, highest)
     "max_gap": (int, 0, 20),
@@ -597,6 +600,11 @@ class _ClauseMatcher:
             if pseudo_positions.intersection(range(a, b)):
                 continue
             if first - b <= rules.window and not terminated(b, first):
+                return True
+        for a, _ in self._near("resolved", last + 1, len(self.tokens), used):
+            # A terminator that ends right where the phrase starts ("... but | it's gone") does not count.
+            between = self._near("terminators", last + 1, a, used)
+            if not any(tb < a for _, tb in between) and not any(last < p < a for p in self.barriers):
                 return True
         for a, b in self._near("after", last + 1, last + 1 + rules.window + 3, used):
             if pseudo_positions.intersection(range(a, b)):

@@ -347,3 +347,17 @@ def test_sentence_combinations_reach_across_clauses_but_negation_does_not(tmp_pa
 )
 def test_temperatures_written_without_a_unit(message: str, urgent: bool) -> None:
     assert bool(detect_red_flags(message)) is urgent
+
+
+@pytest.mark.parametrize(
+    ("message", "urgent"),
+    [
+        ("I had trouble swallowing with tonsillitis last month but that's all cleared up", False),
+        ("my vision was blurry from the eye drops, it wore off after an hour", True),  # another clause
+        ("my blurry vision from the eye drops wore off after an hour", False),
+        ("my speech is slurred and I had a cold but that's all cleared up", True),  # terminator between
+        ("I had a fever but it's gone now and my vision is blurry", True),  # after the phrase
+    ],
+)
+def test_a_resolved_phrase_negates_what_comes_before_it_in_its_clause(message: str, urgent: bool) -> None:
+    assert bool(detect_red_flags(message)) is urgent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -11,12 +12,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EMERGENCY_NUMBER_RE = re.compile(r"^\+?[0-9][0-9 -]{1,14}$")
 # Telegram bot tokens look like 123456789:AAE...; they appear in Bot API URLs after "/bot".
 TOKEN_RE = re.compile(r"(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]{20,}")
 REDACTED = "<redacted>"
+DOTENV_NAME_RE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
 
 
 class ConfigError(Exception):
@@ -66,9 +69,27 @@ def read_environment(env: Mapping[str, str] | None = None, dotenv_path: Path | s
     """Variables from `.env` overlaid by the real environment (which wins)."""
     merged: dict[str, str] = {}
     if dotenv_path and Path(dotenv_path).is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        text = read_dotenv(Path(dotenv_path))
+        merged.update({k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None})
     merged.update(os.environ if env is None else env)
     return merged
+
+
+def read_dotenv(path: Path) -> str:
+    """The text of a .env file; unreadable, non-UTF-8 or unparsable content is a ConfigError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} cannot be read: {error}") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            # Name the variable but never echo the value: it may be the bot token.
+            name = DOTENV_NAME_RE.match(binding.original.string)
+            what = f"the line for {name.group(1)}" if name else "this line"
+            raise ConfigError(
+                f"{path}:{binding.original.line}: cannot parse {what} (expected NAME=value; check the quotes)"
+            )
+    return text
 
 
 def _optional(values: Mapping[str, str], name: str) -> str | None:
@@ -101,6 +122,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
     attempts_text = _optional(values, "TELEGRAM_STARTUP_ATTEMPTS") or "6"
     if not attempts_text.isdigit() or not 1 <= int(attempts_text) <= 100:
         raise ConfigError(f"TELEGRAM_STARTUP_ATTEMPTS must be a number from 1 to 100, got {attempts_text!r}")
+
+    data_dir = _optional(values, "BOT_DATA_DIR")  # read by bot.retrieval.read_data_file
+    if data_dir and not Path(data_dir).is_dir():
+        raise ConfigError(f"BOT_DATA_DIR must be a folder of data files, got {data_dir!r}")
 
     return Settings(
         telegram_token=token or None,

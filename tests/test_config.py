@@ -74,6 +74,38 @@ def test_config_faults_exit_2_with_one_line(tmp_path: Path, env: dict, variable:
     assert TOKEN not in result.stderr
 
 
+def test_dotenv_that_is_not_utf8_exits_2_naming_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"EMERGENCY_NUMBER=\xff\xfe\n")
+    result = run_bot("ask", "hi", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: .env")
+    assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("line", ['EMERGENCY_NUMBER="911', "EMERGENCY_NUMBER 911"])
+def test_malformed_dotenv_line_exits_2_naming_file_and_line(tmp_path: Path, line: str) -> None:
+    (tmp_path / ".env").write_text(f"# settings\n{line}\nLOG_LEVEL=INFO\n", encoding="utf-8")
+    result = run_bot("ask", "I passed out", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: .env:2:"), result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Call 112" not in result.stdout
+
+
+def test_malformed_dotenv_line_does_not_echo_the_token(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f'TELEGRAM_BOT_TOKEN="{TOKEN}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN") as caught:
+        load_settings({}, dotenv_path=tmp_path / ".env")
+    assert TOKEN not in str(caught.value) and ".env:1" in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_data_dir_must_be_a_folder(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "nothing-here"
+    if kind == "file":
+        target.write_text("not a folder", encoding="utf-8")
+    result = run_bot("ask", "what is ALS", env_extra={"BOT_DATA_DIR": str(target)})
+    assert result.returncode == 2 and "BOT_DATA_DIR" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
 def test_malformed_data_file_exits_2_naming_it(tmp_path: Path) -> None:
     (tmp_path / "synonyms.toml").write_text("[synonyms\nbroken", encoding="utf-8")
     result = run_bot("ask", "what is ALS", env_extra={"BOT_DATA_DIR": str(tmp_path)})

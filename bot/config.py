@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
@@ -55,14 +55,32 @@ class Settings:
         """Everything `python -m bot telegram` needs; raises ConfigError naming the variable."""
         self.require_token()
         if self.api_base_url:
-            parts = urlsplit(self.api_base_url)
+            parts = split_url(self.api_base_url, "TELEGRAM_API_BASE_URL")
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError(
                     "TELEGRAM_API_BASE_URL must be an http(s) URL such as http://127.0.0.1:8081/bot, "
                     f"got {self.api_base_url!r}"
                 )
-        if self.webhook_url and (urlsplit(self.webhook_url).scheme != "https" or not urlsplit(self.webhook_url).hostname):
-            raise ConfigError(f"TELEGRAM_WEBHOOK_URL must be an https URL, got {self.webhook_url!r}")
+        if self.webhook_url:
+            check_webhook_url(self.webhook_url, "TELEGRAM_WEBHOOK_URL")
+
+
+def split_url(url: str, name: str) -> SplitResult:
+    """urlsplit, with a malformed URL (bad IPv6 brackets, bad port) a ConfigError naming the setting."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what raises for a bad one
+    except ValueError as error:
+        raise ConfigError(f"{name} is not a valid URL ({error}), got {url!r}") from None
+    return parts
+
+
+def check_webhook_url(url: str, name: str) -> SplitResult:
+    """The parts of an https webhook URL; anything else is a ConfigError naming the setting."""
+    parts = split_url(url, name)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(f"{name} must be an https URL, got {url!r}")
+    return parts
 
 
 def read_environment(env: Mapping[str, str] | None = None, dotenv_path: Path | str | None = ".env") -> dict[str, str]:

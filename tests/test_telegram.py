@@ -492,6 +492,23 @@ def test_webhook_checks_the_secret_token_and_sigint_exits_0() -> None:
     assert "Traceback" not in err and secret not in err and TOKEN not in err
 
 
+def test_webhook_port_in_use_is_one_line_exit_2() -> None:
+    with FakeBotAPI(TOKEN, bot_username=BOT_NAME) as api, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_bot(
+            bot_env(api.url), "--webhook", "https://bot.example.org/tg/hook", "--listen", "127.0.0.1", "--port", str(port),
+        )
+        try:
+            out, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+    assert process.returncode == 2, err[-2000:]
+    assert "Traceback" not in err and TOKEN not in err
+    assert err.strip().splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
 def test_unreachable_bot_api_retries_then_one_line_exit_2() -> None:
     port = free_port()  # nothing listens there
     started = time.monotonic()

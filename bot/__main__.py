@@ -42,10 +42,17 @@ port_number = int_in_range(1, 65535)
 positive_int = int_in_range(1)
 
 
+def corpus_path(text: str) -> Path:
+    """An argparse type: a non-empty path (Path("") would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--corpus", type=Path, default=DEFAULT_CORPUS_DIR, metavar="DIR",
+        "--corpus", type=corpus_path, default=DEFAULT_CORPUS_DIR, metavar="DIR",
         help="folder of .txt/.md source texts (default: the bundled corpus/)",
     )
     parser = argparse.ArgumentParser(

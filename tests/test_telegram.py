@@ -261,7 +261,7 @@ def test_buttons_topics_more_and_feedback(
     api.push_callback_query(chat, topics[0]["callback_data"], message_id=first["message_id"])
     topic_title = chatbot.reply("what medicines treat myasthenia gravis", Conversation()).suggestions[0]
     second = wait_plain(api, chat, 2)[1]
-    assert second == chatbot.reply(topic_title, Conversation()).text()
+    assert second == chatbot.section_reply(topic_title, Conversation()).text()
 
     more = next(b for row in messages(api, chat)[1]["reply_markup"]["inline_keyboard"] for b in row
                 if b["text"].startswith("More"))
@@ -285,6 +285,22 @@ def test_buttons_topics_more_and_feedback(
     assert edit["message_id"] == first["message_id"]
     assert "👍" not in json.dumps(edit["reply_markup"], ensure_ascii=False)
     assert len(plain(api, chat)) == 3
+
+
+def test_topic_buttons_answer_from_the_chosen_section(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:
+    chat = 1012
+    question = "what is ALS"  # typing its 2nd related title would be answered from another section
+    titles = chatbot.reply(question, Conversation()).suggestions
+    api.push_message(chat, question)
+    wait_plain(api, chat, 1)
+    first = messages(api, chat)[0]
+    topics = [b for row in first["reply_markup"]["inline_keyboard"] for b in row if b["callback_data"].startswith("t")]
+    assert len(topics) == len(titles) >= 2
+    for count, (button, title) in enumerate(zip(topics, titles), 2):
+        api.push_callback_query(chat, button["callback_data"], message_id=first["message_id"])
+        shown = wait_plain(api, chat, count)[-1]
+        assert f"From “{title}”" in shown
+        assert shown == chatbot.section_reply(title, Conversation()).text()
 
 
 def test_feedback_without_opt_in_is_just_acknowledged(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:

@@ -455,7 +455,10 @@ class TelegramFrontend:
             text = re.sub(rf"(?<!\w)@{re.escape(bot_username)}\b", " ", text, flags=re.IGNORECASE)
         return text
 
-    async def answer(self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
+    async def answer(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str, *, section: bool = False
+    ) -> None:
+        """Reply to a message, or (section=True) to a chosen topic button: that section's answer."""
         chat = update.effective_chat
         if chat is None:
             return
@@ -463,7 +466,8 @@ class TelegramFrontend:
         state = chat_state(context.chat_data)
         if self.settings.log_user_text:
             logger.debug("question in chat %s: %r", chat.id, text)
-        reply = self.chatbot.reply(text, state.conversation)
+        respond = self.chatbot.section_reply if section else self.chatbot.reply
+        reply = respond(text, state.conversation)
         logger.info("answered a message (urgent=%s, answered=%s)", reply.urgent, reply.answered)
         await self.send_reply(update, context, reply)
 
@@ -498,7 +502,7 @@ class TelegramFrontend:
                 await self._answer_query(query, EXPIRED_BUTTON)
                 return
             await self._answer_query(query)
-            await self.answer(update, context, record.suggestions[index])
+            await self.answer(update, context, record.suggestions[index], section=True)
         elif kind == "m":
             if serial != state.latest_answer:
                 await self._answer_query(query, OLD_MORE_BUTTON)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from bot.bench import add_arguments as add_bench_arguments
@@ -22,10 +22,37 @@ class CommandError(Exception):
     """A user-facing error that ends the command with exit code 2."""
 
 
+def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from low to high (no upper bound when high is None)."""
+    allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number {allowed}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {allowed}, got {text!r}")
+        return value
+
+    return parse
+
+
+port_number = int_in_range(1, 65535)
+positive_int = int_in_range(1)
+
+
+def corpus_path(text: str) -> Path:
+    """An argparse type: a non-empty path (Path("") would silently mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
+    return Path(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--corpus", type=Path, default=DEFAULT_CORPUS_DIR, metavar="DIR",
+        "--corpus", type=corpus_path, default=DEFAULT_CORPUS_DIR, metavar="DIR",
         help="folder of .txt/.md source texts (default: the bundled corpus/)",
     )
     parser = argparse.ArgumentParser(
@@ -39,13 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="use a webhook at this https URL instead of long polling (default: TELEGRAM_WEBHOOK_URL)",
     )
     telegram.add_argument("--listen", metavar="ADDRESS", help="webhook: address to listen on (default 0.0.0.0)")
-    telegram.add_argument("--port", type=int, metavar="PORT", help="webhook: port to listen on (default 8443)")
+    telegram.add_argument("--port", type=port_number, metavar="PORT", help="webhook: port to listen on (default 8443)")
     bench_telegram = commands.add_parser(
         "bench-telegram", parents=[common],
         help="replies/s of the Telegram front end against the fake Bot API (run from the repository root)",
     )
-    bench_telegram.add_argument("--chats", type=int, default=100, help="chats sending at once (default 100)")
-    bench_telegram.add_argument("--messages", type=int, default=3, help="questions per chat (default 3)")
+    bench_telegram.add_argument("--chats", type=positive_int, default=100, help="chats sending at once (default 100)")
+    bench_telegram.add_argument("--messages", type=positive_int, default=3, help="questions per chat (default 3)")
     bench_telegram.add_argument(
         "--limiter", choices=("sliding", "ptb"), default="sliding",
         help="the bot's flood-control limiter, or PTB's AIORateLimiter for comparison",
@@ -116,13 +143,13 @@ def run_console_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_telegram_command(args: argparse.Namespace, settings: Settings) -> int:
     settings.check_telegram()
-    from bot.frontends.telegram import BotAPIUnreachable, run_telegram
+    from bot.frontends.telegram import BotAPIUnreachable, WebhookListenError, run_telegram
 
     try:
         return run_telegram(
             load_chatbot(args, settings), settings, webhook_url=args.webhook, listen=args.listen, port=args.port
         )
-    except BotAPIUnreachable as error:
+    except (BotAPIUnreachable, WebhookListenError) as error:
         raise CommandError(str(error)) from None
 
 

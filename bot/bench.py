@@ -203,6 +203,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace, out=sys.stdout) -> int:
     """Print the figures for the bundled corpus and (unless skipped) a generated large one."""
+    from bot.corpus import load_passages
+
+    load_passages(args.corpus)  # a bad corpus is the same one-line CorpusError as for `ask`, not a worker failure
     floor = wall_time([sys.executable, "-c", IMPORT_FLOOR])
     print(f"import floor (python -c '{IMPORT_FLOOR}'): {floor:.2f} s", file=out)
     small = bench_scale("bundled corpus", args.corpus, out)

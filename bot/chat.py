@@ -39,7 +39,7 @@ IDLE_TIMEOUT_SECONDS = 30 * 60
 FOLLOW_UP_WORDS = frozenset({"it", "its", "this", "that", "these", "those", "they", "them", "their"})
 REQUIRED_MESSAGES = (
     "preamble", "escalation", "answer_intro", "passage_heading", "decline", "urgent_no_answer",
-    "empty", "truncated", "corrections", "help", "no_more",
+    "empty", "truncated", "corrections", "help", "no_more", "no_question",
 )
 
 
@@ -225,6 +225,18 @@ class Chatbot:
         return tuple(dict.fromkeys(p.section for p in self.passages))
 
     @cached_property
+    def _section_passages(self) -> dict[str, tuple[Passage, ...]]:
+        """Section title → its passages in corpus order; then merged passages that also carry the title."""
+        by_section: dict[str, list[Passage]] = {}
+        for passage in self.passages:
+            by_section.setdefault(passage.section, []).append(passage)
+        for passage in self.passages:
+            for title in passage.also_in:
+                if passage not in by_section.setdefault(title, []):
+                    by_section[title].append(passage)
+        return {title: tuple(found) for title, found in by_section.items()}
+
+    @cached_property
     def _topic_list(self) -> list[str]:
         return section_suggestions(self.passages, limit=12)
 
@@ -298,6 +310,38 @@ class Chatbot:
             conversation.remember(message, reply)
         return reply
 
+    def section_reply(self, title: str, conversation: Conversation | None = None) -> Reply:
+        """A chosen related topic or choice (a section title): answered from that section's first
+        passage, its other passages next for "more". Front ends use this for numbered/button choices;
+        a title that is not a section (an old button after the corpus changed) is asked as a question."""
+        section = self._section_passages.get(title)
+        if not section:
+            return self.reply(title, conversation)
+        if conversation is not None:
+            conversation.touch()
+        flags = detect_red_flags(title, self.lexicon)  # the same check as for a typed message
+        result = self.retriever.search(title, limit=3)  # for related sections and /why
+        scored = {hit.passage.id: hit for hit in result.hits}
+        candidates = tuple(scored.get(p.id) or Hit(p, 0.0, ()) for p in section)
+        candidates += tuple(hit for hit in result.hits if hit.passage not in section)
+        reply = Reply(
+            question=title,
+            preamble=self.messages["preamble"],
+            escalation=self.escalation_text(flags) if flags else None,
+            red_flags=tuple(flags),
+            passage_heading=self.messages["passage_heading"],
+            intro=self.messages["answer_intro"],
+            hits=candidates[:1],
+            suggestions=self.related_sections(title, result.hits),
+            analysis=result.query,
+            candidates=candidates,
+        )
+        if conversation is not None:
+            conversation.topic = " ".join(w for w in result.query.words if w not in STOP_WORDS)
+            conversation.topic_section = title
+            conversation.remember(title, reply)
+        return reply
+
     def search(self, message: str, conversation: Conversation | None = None) -> SearchResult:
         """Retrieve for a message; a follow-up ("can it be cured?") borrows the previous topic's words."""
         if conversation is None or not self.is_follow_up(message, conversation):
@@ -335,7 +379,8 @@ class Chatbot:
         base = {"preamble": self.messages["preamble"], "passage_heading": self.messages["passage_heading"]}
         remaining = conversation.last_hits[conversation.shown :]
         if not remaining:
-            return Reply(question=conversation.last_question, notices=(self.messages["no_more"],), **base)
+            note = self.messages["no_more"] if conversation.history else self.messages["no_question"]
+            return Reply(question=conversation.last_question, notices=(note,), **base)
         conversation.shown += 1
         return Reply(
             question=conversation.last_question,

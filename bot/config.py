@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EMERGENCY_NUMBER_RE = re.compile(r"^\+?[0-9][0-9 -]{1,14}$")
 # Telegram bot tokens look like 123456789:AAE...; they appear in Bot API URLs after "/bot".
 TOKEN_RE = re.compile(r"(?<![0-9])[0-9]{5,}:[A-Za-z0-9_-]{20,}")
 REDACTED = "<redacted>"
+DOTENV_NAME_RE = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
 
 
 class ConfigError(Exception):
@@ -52,23 +55,59 @@ class Settings:
         """Everything `python -m bot telegram` needs; raises ConfigError naming the variable."""
         self.require_token()
         if self.api_base_url:
-            parts = urlsplit(self.api_base_url)
+            parts = split_url(self.api_base_url, "TELEGRAM_API_BASE_URL")
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError(
                     "TELEGRAM_API_BASE_URL must be an http(s) URL such as http://127.0.0.1:8081/bot, "
                     f"got {self.api_base_url!r}"
                 )
-        if self.webhook_url and (urlsplit(self.webhook_url).scheme != "https" or not urlsplit(self.webhook_url).hostname):
-            raise ConfigError(f"TELEGRAM_WEBHOOK_URL must be an https URL, got {self.webhook_url!r}")
+        if self.webhook_url:
+            check_webhook_url(self.webhook_url, "TELEGRAM_WEBHOOK_URL")
+
+
+def split_url(url: str, name: str) -> SplitResult:
+    """urlsplit, with a malformed URL (bad IPv6 brackets, bad port) a ConfigError naming the setting."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what raises for a bad one
+    except ValueError as error:
+        raise ConfigError(f"{name} is not a valid URL ({error}), got {url!r}") from None
+    return parts
+
+
+def check_webhook_url(url: str, name: str) -> SplitResult:
+    """The parts of an https webhook URL; anything else is a ConfigError naming the setting."""
+    parts = split_url(url, name)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigError(f"{name} must be an https URL, got {url!r}")
+    return parts
 
 
 def read_environment(env: Mapping[str, str] | None = None, dotenv_path: Path | str | None = ".env") -> dict[str, str]:
     """Variables from `.env` overlaid by the real environment (which wins)."""
     merged: dict[str, str] = {}
     if dotenv_path and Path(dotenv_path).is_file():
-        merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        text = read_dotenv(Path(dotenv_path))
+        merged.update({k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None})
     merged.update(os.environ if env is None else env)
     return merged
+
+
+def read_dotenv(path: Path) -> str:
+    """The text of a .env file; unreadable, non-UTF-8 or unparsable content is a ConfigError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} cannot be read: {error}") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            # Name the variable but never echo the value: it may be the bot token.
+            name = DOTENV_NAME_RE.match(binding.original.string)
+            what = f"the line for {name.group(1)}" if name else "this line"
+            raise ConfigError(
+                f"{path}:{binding.original.line}: cannot parse {what} (expected NAME=value; check the quotes)"
+            )
+    return text
 
 
 def _optional(values: Mapping[str, str], name: str) -> str | None:
@@ -101,6 +140,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
     attempts_text = _optional(values, "TELEGRAM_STARTUP_ATTEMPTS") or "6"
     if not attempts_text.isdigit() or not 1 <= int(attempts_text) <= 100:
         raise ConfigError(f"TELEGRAM_STARTUP_ATTEMPTS must be a number from 1 to 100, got {attempts_text!r}")
+
+    data_dir = _optional(values, "BOT_DATA_DIR")  # read by bot.retrieval.read_data_file
+    if data_dir and not Path(data_dir).is_dir():
+        raise ConfigError(f"BOT_DATA_DIR must be a folder of data files, got {data_dir!r}")
 
     return Settings(
         telegram_token=token or None,

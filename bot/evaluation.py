@@ -72,6 +72,8 @@ def load_items(path: Path | str) -> list[Item]:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise EvalFileError(f"question file {path} cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise EvalFileError(f"question file {path} cannot be read: {error}") from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -47,7 +47,9 @@ Telegram-shaped errors (``{"ok": false, "error_code": ..., "description":
 * flood control: more than ``rate_limit_per_second`` accepted ``sendMessage``
   calls in any rolling one-second window (globally) gives 429 with
   ``parameters.retry_after`` -- PTB raises ``RetryAfter``; the rejected message
-  is not recorded;
+  is not recorded; ``force_429_every=N`` also answers every Nth otherwise
+  acceptable ``sendMessage`` with such a 429 (``forced_429s`` counts them), so
+  tests can exercise the retry path deterministically;
 * ``getUpdates`` long-polls, honours ``offset`` (confirming older updates),
   ``limit`` and ``timeout``; it answers 409 ``Conflict`` while a webhook is set
   and, like Telegram, terminates an older still-waiting ``getUpdates`` with 409
@@ -571,7 +573,7 @@ class FakeBotAPI:
     * ``edits`` -- accepted ``editMessageText`` / ``editMessageReplyMarkup`` calls;
     * ``callback_answers`` -- accepted ``answerCallbackQuery`` params;
     * ``commands`` -- the command list from the last ``setMyCommands``;
-    * ``rate_limited`` -- number of 429 responses sent;
+    * ``rate_limited`` -- number of 429 responses sent (``forced_429s`` of them forced);
     * ``errors`` -- internal errors of the fake itself (should stay empty).
     """
 
@@ -582,12 +584,14 @@ class FakeBotAPI:
         *,
         bot_username: str = "fake_test_bot",
         bot_first_name: str = "Test Bot",
+        force_429_every: int = 0,
     ) -> None:
         bot_id, _, _ = token.partition(":")
         if not bot_id.isdigit():
             raise ValueError("token must look like '<digits>:<secret>'")
         self.token = token
         self.rate_limit_per_second = rate_limit_per_second
+        self.force_429_every = force_429_every
         self.bot_user: JSONDict = {
             "id": int(bot_id),
             "is_bot": True,
@@ -603,6 +607,8 @@ class FakeBotAPI:
         self.callback_answers: list[JSONDict] = []
         self.commands: list[JSONDict] = []
         self.rate_limited = 0
+        self.forced_429s = 0
+        self._send_attempts = 0
         self.errors: list[str] = []
         self.webhook_url = ""
 
@@ -1126,6 +1132,11 @@ class FakeBotAPI:
         return plain
 
     def _check_flood(self) -> None:
+        self._send_attempts += 1
+        if self.force_429_every and self._send_attempts % self.force_429_every == 0:
+            self.rate_limited += 1
+            self.forced_429s += 1
+            raise _APIError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
         now = time.monotonic()
         while self._send_times and now - self._send_times[0] >= 1.0:
             self._send_times.popleft()

@@ -73,6 +73,21 @@ def test_missing_corpus_is_one_line_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_bench_with_a_missing_corpus_gives_the_same_one_line_error_as_ask(tmp_path: Path) -> None:
+    folder = tmp_path / "missing"
+    ask = run_bot("ask", "--corpus", str(folder), "hello")
+    bench = run_bot("bench", "--corpus", str(folder), "--skip-large")
+    assert bench.returncode == 2 and "Traceback" not in bench.stderr
+    assert bench.stderr == ask.stderr and bench.stderr.startswith("error: corpus folder")
+
+
+def test_empty_corpus_option_is_an_error_not_the_current_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes.md").write_text("# Cramps\n\nNight cramps in the calves are common.\n", encoding="utf-8")
+    result = run_bot("ask", "--corpus", "", "night cramps", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "argument --corpus: expected a folder, got an empty path" in result.stderr
+
+
 def test_telegram_without_token_names_the_variable(tmp_path: Path) -> None:
     result = run_bot("telegram", cwd=tmp_path)
     assert result.returncode == 2

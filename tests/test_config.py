@@ -51,6 +51,10 @@ def test_invalid_values_name_the_variable(tmp_path: Path, env: dict, variable: s
         ({"TELEGRAM_BOT_TOKEN": "not a token"}, "TELEGRAM_BOT_TOKEN"),
         ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": "ftp://x"}, "TELEGRAM_API_BASE_URL"),
         ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": "localhost:8081"}, "TELEGRAM_API_BASE_URL"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": "http://[::1/bot"}, "TELEGRAM_API_BASE_URL"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": "http://h:99999/bot"}, "TELEGRAM_API_BASE_URL"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_URL": "https://[bad/x"}, "TELEGRAM_WEBHOOK_URL"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_URL": "http://bot.example.org/x"}, "TELEGRAM_WEBHOOK_URL"),
     ],
 )
 def test_telegram_settings_are_checked(tmp_path: Path, env: dict, variable: str) -> None:
@@ -65,6 +69,8 @@ def test_telegram_settings_are_checked(tmp_path: Path, env: dict, variable: str)
         ({"TELEGRAM_BOT_TOKEN": ""}, "TELEGRAM_BOT_TOKEN"),
         ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": "not a url"}, "TELEGRAM_API_BASE_URL"),
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": "http://[::1/bot"}, "TELEGRAM_API_BASE_URL"),
+        ({"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_URL": "https://[bad/x"}, "TELEGRAM_WEBHOOK_URL"),
     ],
 )
 def test_config_faults_exit_2_with_one_line(tmp_path: Path, env: dict, variable: str) -> None:
@@ -72,6 +78,60 @@ def test_config_faults_exit_2_with_one_line(tmp_path: Path, env: dict, variable:
     assert result.returncode == 2
     assert variable in result.stderr and result.stderr.strip().count("\n") == 0
     assert TOKEN not in result.stderr
+
+
+def test_dotenv_that_is_not_utf8_exits_2_naming_it(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"EMERGENCY_NUMBER=\xff\xfe\n")
+    result = run_bot("ask", "hi", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: .env")
+    assert result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("line", ['EMERGENCY_NUMBER="911', "EMERGENCY_NUMBER 911"])
+def test_malformed_dotenv_line_exits_2_naming_file_and_line(tmp_path: Path, line: str) -> None:
+    (tmp_path / ".env").write_text(f"# settings\n{line}\nLOG_LEVEL=INFO\n", encoding="utf-8")
+    result = run_bot("ask", "I passed out", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: .env:2:"), result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Call 112" not in result.stdout
+
+
+def test_malformed_dotenv_line_does_not_echo_the_token(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f'TELEGRAM_BOT_TOKEN="{TOKEN}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN") as caught:
+        load_settings({}, dotenv_path=tmp_path / ".env")
+    assert TOKEN not in str(caught.value) and ".env:1" in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_data_dir_must_be_a_folder(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "nothing-here"
+    if kind == "file":
+        target.write_text("not a folder", encoding="utf-8")
+    result = run_bot("ask", "what is ALS", env_extra={"BOT_DATA_DIR": str(target)})
+    assert result.returncode == 2 and "BOT_DATA_DIR" in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+
+
+def test_malformed_webhook_option_exits_2_naming_it(tmp_path: Path) -> None:
+    # The Bot API is never contacted: the URL is checked first.
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    result = run_bot("telegram", "--webhook", "https://[bad/x", env_extra=env, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: --webhook")
+    assert result.stderr.strip().count("\n") == 0 and TOKEN not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("telegram", "--port", "99999"), ("telegram", "--port=-5"), ("telegram", "--port", "0"),
+        ("bench-telegram", "--chats=-1"), ("bench-telegram", "--messages", "0"),
+        ("bench-telegram", "--chats=-1", "--messages=-1"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run_bot(*args, env_extra={"TELEGRAM_BOT_TOKEN": TOKEN}, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"argument {args[1].split('=')[0]}: expected a whole number" in result.stderr
 
 
 def test_malformed_data_file_exits_2_naming_it(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from bot.chat import Chatbot
 from bot.feedback import FeedbackStore
 from tests.test_cli import run_bot
@@ -22,6 +24,39 @@ def test_console_numbers_more_and_why() -> None:
     assert out.count("From “") >= 3  # answer, the chosen suggestion, and "more"
     why = out.split("How “guilian bare” was matched:", 1)[1]
     assert "guilian → guillain" in why and "gbs" in why and "words in common" in why
+
+
+@pytest.mark.parametrize(("question", "number"), [("what causes muscle weakness", 3), ("what is ALS", 2)])
+def test_console_numbered_topic_is_answered_from_that_section(question: str, number: int) -> None:
+    # Typed as questions, these titles would be answered from another section ("Muscle weakness").
+    result = run_bot("console", stdin=f"{question}\n{number}\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    title = out.split(f"\n  {number}. ", 1)[1].splitlines()[0]
+    after = out.split(f"({title})", 1)[1]
+    assert after.split("From “", 1)[1].startswith(f"{title}”"), (title, after[:400])
+
+
+def test_console_more_before_any_question_says_there_is_none() -> None:
+    from bot.chat import Messages
+
+    messages = Messages.load()
+    result = run_bot("console", stdin="more\n")
+    assert messages["no_question"] in result.stdout and messages["no_more"] not in result.stdout
+
+
+def test_section_reply_answers_from_the_first_passage_and_more_continues_there(chatbot: Chatbot) -> None:
+    from bot.chat import Conversation
+
+    for title in chatbot.sections:
+        section = [p for p in chatbot.passages if p.section == title]
+        conversation = Conversation()
+        reply = chatbot.section_reply(title, conversation)
+        assert reply.answered and reply.hits[0].passage == section[0] and title not in reply.suggestions
+        if len(section) > 1:
+            assert chatbot.more(conversation).hits[0].passage == section[1]
+    unknown = chatbot.section_reply("what is ALS", Conversation())  # not a title: asked as a question
+    assert unknown.text() == chatbot.reply("what is ALS", Conversation()).text()
 
 
 def test_console_why_before_any_question() -> None:

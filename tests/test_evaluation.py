@@ -89,6 +89,14 @@ def test_cli_rejects_a_malformed_file(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stderr.startswith("error:") and "bad.jsonl:1" in result.stderr
 
 
+def test_cli_rejects_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "binary.jsonl"
+    path.write_bytes(b"\xff\xfe\n")
+    result = run_bot("eval", str(path))
+    assert result.returncode == 2 and result.stderr.startswith("error:") and str(path) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
 def test_eval_safety_is_dispatched_lazily() -> None:
     result = run_bot("eval", "--safety")
     try:

@@ -185,6 +185,14 @@ def test_flood_control() -> None:
         assert send(api, "later").status_code == 200
 
 
+def test_forced_429s() -> None:
+    with FakeBotAPI(TOKEN, rate_limit_per_second=100, force_429_every=3) as api:
+        statuses = [send(api, f"m{i}").status_code for i in range(7)]
+        assert statuses == [200, 200, 429, 200, 200, 429, 200]
+        assert api.forced_429s == 2 and api.rate_limited == 2
+        assert api.sent_to(CHAT) == ["m0", "m1", "m3", "m4", "m6"]
+
+
 # --------------------------------------------------------------------------
 # getUpdates
 # --------------------------------------------------------------------------

@@ -261,7 +261,7 @@ def test_buttons_topics_more_and_feedback(
     api.push_callback_query(chat, topics[0]["callback_data"], message_id=first["message_id"])
     topic_title = chatbot.reply("what medicines treat myasthenia gravis", Conversation()).suggestions[0]
     second = wait_plain(api, chat, 2)[1]
-    assert second == chatbot.reply(topic_title, Conversation()).text()
+    assert second == chatbot.section_reply(topic_title, Conversation()).text()
 
     more = next(b for row in messages(api, chat)[1]["reply_markup"]["inline_keyboard"] for b in row
                 if b["text"].startswith("More"))
@@ -285,6 +285,22 @@ def test_buttons_topics_more_and_feedback(
     assert edit["message_id"] == first["message_id"]
     assert "👍" not in json.dumps(edit["reply_markup"], ensure_ascii=False)
     assert len(plain(api, chat)) == 3
+
+
+def test_topic_buttons_answer_from_the_chosen_section(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:
+    chat = 1012
+    question = "what is ALS"  # typing its 2nd related title would be answered from another section
+    titles = chatbot.reply(question, Conversation()).suggestions
+    api.push_message(chat, question)
+    wait_plain(api, chat, 1)
+    first = messages(api, chat)[0]
+    topics = [b for row in first["reply_markup"]["inline_keyboard"] for b in row if b["callback_data"].startswith("t")]
+    assert len(topics) == len(titles) >= 2
+    for count, (button, title) in enumerate(zip(topics, titles), 2):
+        api.push_callback_query(chat, button["callback_data"], message_id=first["message_id"])
+        shown = wait_plain(api, chat, count)[-1]
+        assert f"From “{title}”" in shown
+        assert shown == chatbot.section_reply(title, Conversation()).text()
 
 
 def test_feedback_without_opt_in_is_just_acknowledged(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:
@@ -391,14 +407,19 @@ def test_100_chats_3_messages_all_delivered_in_order_despite_429s(chatbot: Chatb
     questions = ("what is myasthenia gravis", "what causes weakness in my legs", "what is ALS")
     chats = [20_000 + i for i in range(100)]
     # The bot believes it may send 300/s; the fake allows 60/s (Telegram's 30/s, sped up to keep
-    # the test short), so it answers 429s that must be retried. `bench-telegram` runs the real 30/s.
+    # the test short), so it may answer 429s. Whether load alone provokes one depends on timing, so
+    # the fake also answers every 100th send with a 429: the retry path always runs, at least 3 times.
+    # `bench-telegram` runs the real 30/s.
     limiter = FloodControlLimiter(max_rate=300, max_retries=20)
-    with FakeBotAPI(TOKEN, rate_limit_per_second=60) as api, BotThread(api, chatbot, rate_limiter=limiter):
+    with (
+        FakeBotAPI(TOKEN, rate_limit_per_second=60, force_429_every=100) as api,
+        BotThread(api, chatbot, rate_limiter=limiter),
+    ):
         for round_ in range(3):
             for index, chat in enumerate(chats):
                 api.push_message(chat, questions[(index + round_) % 3])
         api.wait_for(lambda: len(api.sent) >= 300, timeout=30)
-        assert api.rate_limited > 0 and limiter.retries > 0
+        assert api.forced_429s >= 3 and limiter.retries == api.rate_limited  # every 429 was retried
         assert [r for r in api.rejected if r[1] != 429] == []
     for index, chat in enumerate(chats):
         conversation = Conversation()
@@ -490,6 +511,23 @@ def test_webhook_checks_the_secret_token_and_sigint_exits_0() -> None:
             out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err[-2000:]
     assert "Traceback" not in err and secret not in err and TOKEN not in err
+
+
+def test_webhook_port_in_use_is_one_line_exit_2() -> None:
+    with FakeBotAPI(TOKEN, bot_username=BOT_NAME) as api, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_bot(
+            bot_env(api.url), "--webhook", "https://bot.example.org/tg/hook", "--listen", "127.0.0.1", "--port", str(port),
+        )
+        try:
+            out, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+    assert process.returncode == 2, err[-2000:]
+    assert "Traceback" not in err and TOKEN not in err
+    assert err.strip().splitlines()[-1] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
 
 
 def test_unreachable_bot_api_retries_then_one_line_exit_2() -> None:

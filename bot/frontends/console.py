@@ -47,9 +47,11 @@ def run_console(chatbot: Chatbot, stdin: TextIO = sys.stdin, stdout: TextIO = sy
             text = explain(conversation)
         else:
             if command.isdigit() and suggestions and 1 <= int(command) <= len(suggestions):
-                line = suggestions[int(command) - 1]
-                print(f"({line})", file=stdout)
-            reply = chatbot.reply(line, conversation)
+                title = suggestions[int(command) - 1]
+                print(f"({title})", file=stdout)
+                reply = chatbot.section_reply(title, conversation)
+            else:
+                reply = chatbot.reply(line, conversation)
             suggestions = list(reply.suggestions)
             text = reply.text()
             if suggestions and not reply.choices:

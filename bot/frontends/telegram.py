@@ -55,7 +55,7 @@ from telegram.ext import (
 )
 
 from bot.chat import Block, Chatbot, Conversation, Reply
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, check_webhook_url
 from bot.frontends import logprivacy
 from bot.frontends.throttle import ChatOrderedUpdateProcessor, FloodControlLimiter, FloodGuard, Verdict
 
@@ -455,7 +455,10 @@ class TelegramFrontend:
             text = re.sub(rf"(?<!\w)@{re.escape(bot_username)}\b", " ", text, flags=re.IGNORECASE)
         return text
 
-    async def answer(self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> None:
+    async def answer(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str, *, section: bool = False
+    ) -> None:
+        """Reply to a message, or (section=True) to a chosen topic button: that section's answer."""
         chat = update.effective_chat
         if chat is None:
             return
@@ -463,7 +466,8 @@ class TelegramFrontend:
         state = chat_state(context.chat_data)
         if self.settings.log_user_text:
             logger.debug("question in chat %s: %r", chat.id, text)
-        reply = self.chatbot.reply(text, state.conversation)
+        respond = self.chatbot.section_reply if section else self.chatbot.reply
+        reply = respond(text, state.conversation)
         logger.info("answered a message (urgent=%s, answered=%s)", reply.urgent, reply.answered)
         await self.send_reply(update, context, reply)
 
@@ -498,7 +502,7 @@ class TelegramFrontend:
                 await self._answer_query(query, EXPIRED_BUTTON)
                 return
             await self._answer_query(query)
-            await self.answer(update, context, record.suggestions[index])
+            await self.answer(update, context, record.suggestions[index], section=True)
         elif kind == "m":
             if serial != state.latest_answer:
                 await self._answer_query(query, OLD_MORE_BUTTON)
@@ -592,6 +596,10 @@ class BotAPIUnreachable(Exception):
     """The Bot API could not be reached at start, or refused the token; ends with exit code 2."""
 
 
+class WebhookListenError(Exception):
+    """The webhook server could not listen on the configured address and port; ends with exit code 2."""
+
+
 def _api_host(settings: Settings) -> str:
     return urlsplit(settings.api_base_url).netloc if settings.api_base_url else "api.telegram.org"
 
@@ -636,10 +644,12 @@ class WebhookOptions:
     secret_token: str
 
 
-def webhook_options(settings: Settings, webhook_url: str, listen: str | None = None, port: int | None = None) -> WebhookOptions:
-    parts = urlsplit(webhook_url)
-    if parts.scheme != "https" or not parts.netloc:
-        raise ConfigError(f"the webhook URL must be an https URL, got {webhook_url!r}")
+def webhook_options(
+    settings: Settings, webhook_url: str, listen: str | None = None, port: int | None = None,
+    source: str = "TELEGRAM_WEBHOOK_URL",
+) -> WebhookOptions:
+    """`source` names where the URL came from (--webhook or the variable) for error messages."""
+    parts = check_webhook_url(webhook_url, source)
     secret = settings.webhook_secret or secrets.token_urlsafe(32)
     if not WEBHOOK_SECRET_RE.fullmatch(secret):
         raise ConfigError("TELEGRAM_WEBHOOK_SECRET may hold only A-Z, a-z, 0-9, _ and - (1 to 256 characters)")
@@ -662,8 +672,9 @@ def run_telegram(
     startup_attempts: int | None = None, startup_delay: float = STARTUP_FIRST_DELAY,
 ) -> int:
     """Run until SIGINT or SIGTERM (exit code 0). Polling unless a webhook URL is given."""
+    source = "--webhook" if webhook_url else "TELEGRAM_WEBHOOK_URL"
     webhook_url = webhook_url or settings.webhook_url
-    options = webhook_options(settings, webhook_url, listen, port) if webhook_url else None
+    options = webhook_options(settings, webhook_url, listen, port, source) if webhook_url else None
     logprivacy.install(settings.log_user_text, (settings.telegram_token or "", options.secret_token if options else ""))
     signal.signal(signal.SIGTERM, _interrupt)  # until PTB installs its own handlers
     asyncio.run(wait_for_bot_api(settings, startup_attempts or settings.startup_attempts, startup_delay))
@@ -674,11 +685,16 @@ def run_telegram(
         application.run_polling(allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3)
     else:
         logger.info("starting the Telegram bot (webhook on %s:%d)", options.listen, options.port)
-        application.run_webhook(
-            listen=options.listen, port=options.port, url_path=options.url_path,
-            webhook_url=options.webhook_url, secret_token=options.secret_token,
-            allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3,
-        )
+        try:
+            application.run_webhook(
+                listen=options.listen, port=options.port, url_path=options.url_path,
+                webhook_url=options.webhook_url, secret_token=options.secret_token,
+                allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3,
+            )
+        except OSError as error:  # bad address, address not local, port in use (gaierror is an OSError)
+            raise WebhookListenError(
+                f"cannot listen on {options.listen}:{options.port}: {error.strerror or error}"
+            ) from None
     logger.info("the Telegram bot stopped")
     return 0
 

@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import NoReturn
 from pathlib import Path
 
+from bot.argtypes import corpus_path, port_number, positive_int
 from bot.bench import add_arguments as add_bench_arguments
 from bot.chat import DEFAULT_CORPUS_DIR, Chatbot, Conversation, Reply
 from bot.config import ConfigError, Settings, load_settings, setup_logging
@@ -22,40 +24,20 @@ class CommandError(Exception):
     """A user-facing error that ends the command with exit code 2."""
 
 
-def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number from low to high (no upper bound when high is None)."""
-    allowed = f"from {low} to {high}" if high is not None else f"of at least {low}"
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`error: ...`) with exit code 2, like every other error."""
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number {allowed}, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected a whole number {allowed}, got {text!r}")
-        return value
-
-    return parse
-
-
-port_number = int_in_range(1, 65535)
-positive_int = int_in_range(1)
-
-
-def corpus_path(text: str) -> Path:
-    """An argparse type: a non-empty path (Path("") would silently mean the current folder)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
-    return Path(text)
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument(
         "--corpus", type=corpus_path, default=DEFAULT_CORPUS_DIR, metavar="DIR",
         help="folder of .txt/.md source texts (default: the bundled corpus/)",
     )
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m bot", description="Muscle weakness information bot (answers only from its source text)."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bot.argtypes import positive_int
 from bot.chat import DEFAULT_CORPUS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,7 +198,7 @@ def bench_scale(label: str, corpus: Path, out) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--large-passages", type=int, default=75_000, metavar="N", help="size of the generated corpus")
+    parser.add_argument("--large-passages", type=positive_int, default=75_000, metavar="N", help="size of the generated corpus")
     parser.add_argument("--skip-large", action="store_true", help="measure the bundled corpus only")
 
 

@@ -124,3 +124,20 @@ def test_console_ends_cleanly_on_ctrl_c() -> None:
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("ask", "--corpus", ""), "argument --corpus: expected a folder, got an empty path"),
+        (("telegram", "--port", "0"), "argument --port: expected a whole number from 1 to 65535, got '0'"),
+        (("bench", "--large-passages", "-5"), "argument --large-passages: expected a whole number of at least 1"),
+        (("nosuch",), "invalid choice: 'nosuch'"),
+        (("ask", "--bogus"), "unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_errors_are_one_line(args: tuple[str, ...], expected: str) -> None:
+    result = run_bot(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and expected in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr

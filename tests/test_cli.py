@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CORPUS_DIR, REPO
 
 CONTRACT_KEYS = {"question", "reply", "urgent", "red_flags", "answered", "passages"}

@@ -377,6 +377,7 @@ class Chatbot:
     def more(self, conversation: Conversation) -> Reply:
         """The next-best passage for the last question, or a polite note that there is none."""
         base = {"preamble": self.messages["preamble"], "passage_heading": self.messages["passage_heading"]}
+        conversation.touch()  # after the idle timeout there is no earlier question any more
         remaining = conversation.last_hits[conversation.shown :]
         if not remaining:
             note = self.messages["no_more"] if conversation.history else self.messages["no_question"]

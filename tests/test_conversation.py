@@ -64,3 +64,12 @@ def test_close_passages_of_different_sections_are_offered_as_choices(passages) -
     assert reply.choices[0].passage.section != reply.choices[1].passage.section
     assert list(reply.suggestions) == [h.passage.section for h in reply.choices]
     assert "1. " in reply.text() and "2. " in reply.text()
+
+
+def test_more_after_the_idle_timeout_has_no_earlier_question(chatbot: Chatbot) -> None:
+    now = [0.0]
+    conversation = Conversation(clock=lambda: now[0])
+    assert chatbot.reply("what is guillain barre syndrome", conversation).answered
+    assert chatbot.more(conversation).notices == ()  # the next-best passage
+    now[0] += conversation.idle_timeout + 1
+    assert chatbot.more(conversation).notices == (chatbot.messages["no_question"],)

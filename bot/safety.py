@@ -132,6 +132,26 @@ class TemperatureRules:
     not_units: tuple[str, ...] = ()
     # Abbreviations whose period does not end a sentence ("temp. 39").
     abbreviations: tuple[str, ...] = ()
+    # Numbers in words, read as digits before looking for temperatures ("forty" → "40"), and the
+    # words that join a number to its decimal ("38 point 9") or add a half ("39 and a half").
+    spoken_numbers: tuple[tuple[str, str], ...] = ()
+    decimal_words: tuple[str, ...] = ()
+    half_words: tuple[str, ...] = ()
+
+    @cached_property
+    def spoken_number_rules(self) -> tuple[tuple[re.Pattern[str], str], ...]:
+        """(regex, replacement) pairs that turn spoken numbers into digits, in order."""
+        rules = [
+            (re.compile(r"\b" + r"\s+".join(map(re.escape, phrase.split())) + r"\b"), digits)
+            for phrase, digits in sorted(self.spoken_numbers, key=lambda item: -len(item[0]))
+        ]
+        if self.decimal_words:
+            joined = "|".join(map(re.escape, self.decimal_words))
+            rules.append((re.compile(rf"\b(\d{{2,3}})\s+(?:{joined})\s+(\d)\b"), r"\1.\2"))
+        if self.half_words:
+            joined = "|".join(r"\s+".join(map(re.escape, w.split())) for w in self.half_words)
+            rules.append((re.compile(rf"\b(\d{{2,3}})\s+(?:{joined})\b"), r"\1.5"))
+        return tuple(rules)
 
     @cached_property
     def abbreviation_re(self) -> re.Pattern[str] | None:
@@ -358,7 +378,7 @@ def _word_sequences(table: dict, key: str, where: str) -> tuple[tuple[str, ...],
 
 
 TOP_LEVEL_KEYS = ("settings", "flag", "negation", "temperature", "typos")
-TEMPERATURE_KEYS = ("context", "ambient", "not_units", "abbreviations")
+TEMPERATURE_KEYS = ("context", "ambient", "not_units", "abbreviations", "decimal_words", "half_words")
 TYPOS_KEYS = ("never",)
 FLAG_KEYS = ("id", "label", "phrases", "combinations", "sentence_combinations", "unless_before", "unless_after")
 NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators", "gap_blockers", "resolved")
@@ -431,15 +451,34 @@ def parse_lexicon(data: dict, label: str = "red_flags.toml") -> Lexicon:
             kind_name = "an integer" if kind is int else "a number"
             raise DataFileError(f"{where}: {key!r} must be {kind_name} from {lowest} to {highest}, got {value!r}")
         numbers[key] = value
-    temperature = _table(data, "temperature", TEMPERATURE_KEYS, f"data file {label}, [temperature]")
+    temperature_raw = data.get("temperature", {})
+    spoken_numbers: tuple[tuple[str, str], ...] = ()
+    if isinstance(temperature_raw, dict) and "spoken_numbers" in temperature_raw:
+        temperature_raw = dict(temperature_raw)
+        spoken_numbers = _spoken_numbers(temperature_raw.pop("spoken_numbers"), f"data file {label}, [temperature.spoken_numbers]")
+    temperature = _table({"temperature": temperature_raw}, "temperature", TEMPERATURE_KEYS, f"data file {label}, [temperature]")
     typos = _table(data, "typos", TYPOS_KEYS, f"data file {label}, [typos]")
     return Lexicon(
         flags=tuple(rules),
         negation=negation,
-        temperature=TemperatureRules(**{key: tuple(values) for key, values in temperature.items()}),
+        temperature=TemperatureRules(
+            spoken_numbers=spoken_numbers, **{key: tuple(values) for key, values in temperature.items()}
+        ),
         never_typos=frozenset(word for raw in typos.get("never", []) for word in _phrase_words(raw)),
         **numbers,
     )
+
+
+def _spoken_numbers(table: object, where: str) -> tuple[tuple[str, str], ...]:
+    """[temperature.spoken_numbers]: number words (folded) → digits, e.g. "thirty nine" = "39"."""
+    if not isinstance(table, dict):
+        raise DataFileError(f"{where}: must be a table of words = \"digits\"")
+    pairs = []
+    for phrase, digits in table.items():
+        if not isinstance(digits, str) or not digits.isdigit() or not words(phrase):
+            raise DataFileError(f"{where}: {phrase!r} must map words to a string of digits, got {digits!r}")
+        pairs.append((" ".join(words(phrase)), digits))
+    return tuple(pairs)
 
 
 def _combinations(entry: dict, key: str, where: str) -> tuple[tuple[Phrase, ...], ...]:
@@ -539,10 +578,11 @@ class _ClauseMatcher:
                 if i == len(candidates) or candidates[i] - positions[-1] > reach:
                     break
                 previous = positions[-1]
-                if (
-                    candidates[i] > previous + 1
-                    and self.tokens[previous] in triggers
-                    and blockers.intersection(self.tokens[previous + 1 : candidates[i]])
+                gap = self.tokens[previous + 1 : candidates[i]]
+                # "face is not drooping": a negation inside the gap breaks the phrase; and "not
+                # breathing" must not match "not having trouble breathing".
+                if triggers.intersection(gap) or (
+                    gap and self.tokens[previous] in triggers and blockers.intersection(gap)
                 ):
                     break
                 positions.append(candidates[i])
@@ -583,10 +623,11 @@ class _ClauseMatcher:
             i += 1
         return found
 
-    def negated(self, span: tuple[int, ...]) -> bool:
-        """NegEx: is this match within a negation's scope in the clause?"""
+    def negated(self, span: tuple[int, ...], words_of_match: Iterable[int] = ()) -> bool:
+        """NegEx: is this match within a negation's scope in the clause? Words of the whole match
+        (`words_of_match`, for a part of a combination) are never read as negations."""
         rules = self.lexicon.negation
-        used = set(span)
+        used = set(span) | set(words_of_match)
         first, last = min(span), max(span)
         # Only the neighbourhood of the match matters (keeps long clauses linear, not quadratic).
         lo, hi = max(0, first - rules.window - NEGATION_MARGIN), last + 1 + rules.window + NEGATION_MARGIN
@@ -637,6 +678,9 @@ class _ClauseMatcher:
             if not all(spans):
                 continue
             positions = tuple(sorted({p for part_spans in spans for p in part_spans[0]}))
+            # Negated as a whole, or in one of its parts: "my face isn't drooping" is no drooping face.
+            if any(self.negated(part_spans[0], positions) for part_spans in spans):
+                continue
             if not self.excluded(rule, positions) and not self.negated(positions):
                 return " ".join(self.tokens[i] for i in positions)
         return None
@@ -743,6 +787,8 @@ def detect_red_flags(text: str, lexicon: Lexicon | None = None) -> list[RedFlag]
     abbreviation_re = lexicon.temperature.abbreviation_re
     if abbreviation_re is not None:
         folded = abbreviation_re.sub(r"\1 ", folded)
+    for pattern, replacement in lexicon.temperature.spoken_number_rules:
+        folded = pattern.sub(replacement, folded)
     found: dict[str, str] = {}
     for sentence in split_sentences(folded):
         readings = read_temperatures(sentence, lexicon)

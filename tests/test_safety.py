@@ -257,6 +257,7 @@ BASE = "[[flag]]\nid = 'x'\nlabel = 'X'\nphrases = ['ok']\n"
         ("[[flag]]\nid = 'x'\nlabel = 'X'\ncombinations = [['a']]\n", "combinations[0] must be a list of two or more"),
         ("[[flag]]\nid = 'x'\nlabel = 'X'\nsentence_combinations = 'a b'\n", "'sentence_combinations' must be a list"),
         (BASE + "[temperature]\nabbreviations = ['temp.']\n", "[temperature]: abbreviations[0] 'temp.' must be words"),
+        (BASE + "[temperature.spoken_numbers]\nforty = 40\n", "[temperature.spoken_numbers]: 'forty' must map words to a string of digits"),
         (BASE + "[negation]\nwindow = 0\n", "[negation]: 'window' must be a positive integer"),
         (BASE + "[negation]\nbefore = ['no', '']\n", "[negation]: before[1] must be a non-empty string"),
         (BASE + "[negation]\nbefor = ['no']\n", "[negation]: unknown key(s) 'befor'"),
@@ -360,4 +361,34 @@ def test_temperatures_written_without_a_unit(message: str, urgent: bool) -> None
     ],
 )
 def test_a_resolved_phrase_negates_what_comes_before_it_in_its_clause(message: str, urgent: bool) -> None:
+    assert bool(detect_red_flags(message)) is urgent
+
+
+@pytest.mark.parametrize(
+    ("message", "urgent"),
+    [
+        ("temperature of forty degrees and weak", True),
+        ("his temperature is over forty", True),
+        ("temp 38 point 9", True),
+        ("temp 38 point 4", False),
+        ("fever of 38 and a half", False),  # 38.5 is not above 38.5
+        ("fever of 38 and a half yesterday, 39 and a half now", True),
+        ("I have forty things to do and weak legs", False),
+    ],
+)
+def test_spoken_numbers_in_temperatures(message: str, urgent: bool) -> None:
+    assert bool(detect_red_flags(message)) is urgent
+
+
+@pytest.mark.parametrize(
+    ("message", "urgent"),
+    [
+        ("my face isn't drooping and i can smile normally", False),  # a negation inside a phrase's gap
+        ("my heart isn't racing, i'm just a bit tired", False),
+        ("my face is drooping", True),
+        ("my left arm isn't numb, just sore", False),  # one part of a combination negated
+        ("I have no feeling in my left arm", True),  # the negation is part of the combination
+    ],
+)
+def test_negation_inside_a_match(message: str, urgent: bool) -> None:
     assert bool(detect_red_flags(message)) is urgent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -123,7 +124,12 @@ def run_console_command(args: argparse.Namespace, settings: Settings) -> int:
     return run_console(load_chatbot(args, settings))
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # main() turns it into exit code 0
+
+
 def run_telegram_command(args: argparse.Namespace, settings: Settings) -> int:
+    signal.signal(signal.SIGTERM, _stop)  # a SIGTERM while loading is a clean stop too
     settings.check_telegram()
     from bot.frontends.telegram import BotAPIUnreachable, WebhookListenError, run_telegram
 

@@ -168,6 +168,7 @@ class SentMessage(TypedDict):
     parse_mode: str | None
     reply_markup: JSONDict | None
     reply_to_message_id: int | None
+    message_thread_id: int | None  # the forum topic it was sent to
     time: float  # time.time() when accepted
 
 
@@ -1167,6 +1168,9 @@ class FakeBotAPI:
         replied = self._messages.get((chat_id, reply_to)) if reply_to is not None else None
         if reply_to is not None and replied is None and not allow_missing:
             raise _bad_request("message to be replied not found")
+        thread = params.get("message_thread_id")
+        if thread is not None and (not isinstance(thread, int) or isinstance(thread, bool)):
+            raise _bad_request("wrong parameter message_thread_id in request")
 
         self._check_flood()
 
@@ -1193,6 +1197,7 @@ class FakeBotAPI:
                 parse_mode=parse_mode,
                 reply_markup=markup,
                 reply_to_message_id=reply_to,
+                message_thread_id=thread,
                 time=time.time(),
             )
         )

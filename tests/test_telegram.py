@@ -303,6 +303,85 @@ def test_topic_buttons_answer_from_the_chosen_section(api: FakeBotAPI, bot: BotT
         assert shown == chatbot.section_reply(title, Conversation()).text()
 
 
+def test_a_caption_is_read_like_a_text_message(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:
+    chat = 1020
+    caption = "my speech is slurred and I can't move my arm"
+    api.push_photo(chat, caption=caption)
+    shown = wait_plain(api, chat, 1)[0]
+    assert shown.startswith("🚨 URGENT") and shown == chatbot.reply(caption, Conversation()).text()
+
+
+def test_choices_come_with_a_button_per_topic(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:
+    chat = 1021
+    question = "is vitamin D deficiency a cause of weakness"
+    offered = chatbot.reply(question, Conversation())
+    assert offered.choices and not offered.answered  # the core offers topics instead of guessing
+    api.push_message(chat, question)
+    wait_plain(api, chat, 1)
+    buttons = [b for row in messages(api, chat)[0]["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b["callback_data"][0] for b in buttons] == ["t"] * len(offered.suggestions)  # no rating, no "More"
+    api.push_callback_query(chat, buttons[1]["callback_data"])
+    chosen = wait_plain(api, chat, 2)[1]
+    assert chosen == chatbot.section_reply(offered.suggestions[1], Conversation()).text()
+
+
+def test_buttons_of_a_dropped_chat_state_expire(
+    api: FakeBotAPI, bot: BotThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = 1022
+    api.push_message(chat, "what is ALS")
+    wait_plain(api, chat, 1)
+    first = messages(api, chat)[0]
+    old_topic = first["reply_markup"]["inline_keyboard"][0][0]["callback_data"]
+    monkeypatch.setattr(tg, "CONVERSATION_IDLE_SECONDS", -1.0)  # the next message starts a fresh state
+    api.push_message(chat, "what are the symptoms of a stroke")
+    wait_plain(api, chat, 2)
+    monkeypatch.setattr(tg, "CONVERSATION_IDLE_SECONDS", 30 * 60.0)
+    answers_before = len(api.callback_answers)
+    api.push_callback_query(chat, old_topic, message_id=first["message_id"])
+    api.push_callback_query(chat, "u" + old_topic[1:].split(".")[0], message_id=first["message_id"])
+    api.wait_for(lambda: len(api.callback_answers) >= answers_before + 2, 10)
+    assert [a.get("text") for a in api.callback_answers[answers_before:]] == [tg.EXPIRED_BUTTON] * 2
+    time.sleep(0.2)
+    assert len(plain(api, chat)) == 2
+
+
+def test_unknown_commands_in_groups_only_when_addressed(api: FakeBotAPI, bot: BotThread) -> None:
+    group = -100556
+    api.push_message(group, "/foo", chat_type="supergroup")  # maybe another bot's command
+    api.push_message(group, f"/foo@{BOT_NAME}", chat_type="supergroup")
+    assert wait_plain(api, group, 1) == [tg.UNKNOWN_COMMAND]
+    time.sleep(0.2)
+    assert len(plain(api, group)) == 1
+
+
+def test_forum_topic_answers_stay_in_their_topic(api: FakeBotAPI, bot: BotThread) -> None:
+    group = -100557
+    text = f"@{BOT_NAME} what is ALS"
+    api.push_update({"message": {
+        "message_id": 40, "date": int(time.time()), "message_thread_id": 7, "is_topic_message": True,
+        "chat": {"id": group, "type": "supergroup", "title": "Forum", "is_forum": True},
+        "from": {"id": 5, "is_bot": False, "first_name": "T"}, "text": text,
+        "entities": [{"type": "mention", "offset": 0, "length": len(BOT_NAME) + 1}],
+    }})
+    wait_plain(api, group, 1)
+    assert [m["message_thread_id"] for m in messages(api, group)] == [7]
+
+
+def test_sources_of_a_large_corpus_fit_telegram_limits(chatbot: Chatbot) -> None:
+    from bot.corpus import Passage
+
+    passages = [
+        Passage(id=f"p{i}", source=f"file-{i % 60}-" + "x" * 200 + ".txt", section=f"Section {i} " + "y" * 150,
+                text=f"Passage number {i} about weakness.")
+        for i in range(150)
+    ]
+    frontend = tg.TelegramFrontend(Chatbot(passages))
+    parts = tg.pack_paragraphs(frontend.sources_paragraphs())
+    assert all(tg.utf16_length(part) <= tg.MAX_MESSAGE_LENGTH for part in parts)
+    assert "… and 110 more sections" in "".join(parts) and "… and 20 more files" in "".join(parts)
+
+
 def test_feedback_without_opt_in_is_just_acknowledged(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:
     assert chatbot.feedback is None
     chat = 1008

@@ -23,6 +23,7 @@ import html
 import logging
 import re
 import secrets
+import secrets
 import signal
 import time
 import traceback
@@ -84,6 +85,8 @@ EXAMPLES = (
     "What is myasthenia gravis?",
     "How is muscle weakness treated?",
 )
+# /sources lists at most this many files and sections, each cut to this many characters.
+SOURCES_LISTED, SOURCES_LINE_CHARS = 40, 80
 NON_TEXT = "I can only read text messages. Please type your question about muscle weakness."
 UNKNOWN_COMMAND = "I don't know that command. Type /help to see what I can do."
 SLOW_DOWN = "You are sending messages very quickly. Please wait a few seconds, then ask again."
@@ -234,9 +237,17 @@ class ChatState:
 
     conversation: Conversation = field(default_factory=Conversation)
     last_seen: float = 0.0
-    serial: int = 0
+    # Button serials start at a random number, so buttons of a chat state that was dropped (restart,
+    # idle reset) cannot hit a reply of the new one: they get "expired" instead.
+    serial: int = field(default_factory=lambda: secrets.randbelow(10**9))
     replies: dict[int, ReplyRecord] = field(default_factory=dict)
     latest_answer: int = 0  # serial of the reply that "More" continues
+
+
+def _listing(lines: list[str], what: str, limit: int = SOURCES_LISTED) -> str:
+    """At most `limit` lines (a large corpus has thousands), then how many more there are."""
+    shown = "\n".join(lines[:limit])
+    return shown + (f"\n… and {len(lines) - limit} more {what}" if len(lines) > limit else "")
 
 
 def chat_state(chat_data: dict | None, now: float | None = None) -> ChatState:
@@ -351,18 +362,22 @@ class TelegramFrontend:
         if chat is None:
             return
         reply_parameters = self._reply_parameters(update)
+        message = update.effective_message
+        # In a forum group, answer in the topic the message or button came from.
+        thread = message.message_thread_id if message is not None and message.is_topic_message else None
         for index, text in enumerate(messages):
             last = index == len(messages) - 1
             await context.bot.send_message(
                 chat.id, text, parse_mode=ParseMode.HTML,
                 reply_markup=keyboard if last else None,
                 reply_parameters=reply_parameters if index == 0 else None,
+                message_thread_id=thread,
             )
 
     async def send_reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE, reply: Reply) -> None:
         """Send a core reply, with topic, "More" and rating buttons under answers."""
         keyboard = None
-        if reply.answered:
+        if reply.answered or reply.choices:
             state = chat_state(context.chat_data)
             conversation = state.conversation
             state.serial += 1
@@ -371,13 +386,15 @@ class TelegramFrontend:
                 question=reply.question,
                 passage_ids=[hit.passage.id for hit in reply.hits],
                 suggestions=reply.suggestions[:3],
-                can_more=conversation.shown < len(conversation.last_hits),
+                can_more=reply.answered and conversation.shown < len(conversation.last_hits),
+                rated=not reply.answered,  # "which one do you mean?" gets topic buttons only
             )
             state.replies[serial] = record
-            state.latest_answer = serial
+            if reply.answered:
+                state.latest_answer = serial
             for old in sorted(state.replies)[:-REMEMBERED_REPLIES]:
                 del state.replies[old]
-            keyboard = self.keyboard(serial, record)
+            keyboard = self.keyboard(serial, record, rated=record.rated)
         await self.send_html(update, context, reply_to_html_messages(reply), keyboard)
 
     @staticmethod
@@ -424,8 +441,9 @@ class TelegramFrontend:
         sections = list(dict.fromkeys(p.section for p in passages))
         return [
             escape("I answer only from this vetted reference text, quoting it word for word:"),
-            "\n".join(f"📄 <b>{escape(name)}</b>" for name in files),
-            f"<b>Its sections ({len(sections)}):</b>\n" + "\n".join(f"• {escape(s)}" for s in sections),
+            _listing([f"📄 <b>{escape(name[:SOURCES_LINE_CHARS])}</b>" for name in files], "files"),
+            f"<b>Its sections ({len(sections)}):</b>\n"
+            + _listing([f"• {escape(title[:SOURCES_LINE_CHARS])}" for title in sections], "sections"),
             f"<i>{escape(self.chatbot.messages['preamble'])}</i>",
         ]
 
@@ -442,6 +460,11 @@ class TelegramFrontend:
         await self.send_html(update, context, blocks_to_html_messages([Block("escalation", emergency_text(self.chatbot))]))
 
     async def on_unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is not None and message.chat.type != ChatType.PRIVATE:
+            command = (message.text or "").split(maxsplit=1)[0] if message.text else ""
+            if "@" not in command:  # "/foo" in a group may be another bot's command: stay quiet
+                return
         await self.send_html(update, context, [escape(UNKNOWN_COMMAND)])
 
     async def on_non_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -449,8 +472,8 @@ class TelegramFrontend:
 
     # -- questions ---------------------------------------------------------------------------
     def question_text(self, message: Message, bot_username: str) -> str:
-        """The message text without mentions of the bot."""
-        text = message.text or ""
+        """The message text (or a photo's or file's caption) without mentions of the bot."""
+        text = message.text or message.caption or ""
         if bot_username:
             text = re.sub(rf"(?<!\w)@{re.escape(bot_username)}\b", " ", text, flags=re.IGNORECASE)
         return text
@@ -581,6 +604,8 @@ def build_application(
         application.add_handler(CommandHandler(name, callback, filters=messages))
     application.add_handler(MessageHandler(filters.COMMAND & messages, frontend.on_unknown_command))
     application.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND & messages, frontend.on_text))
+    # A photo or file with a caption: the caption is read like a text message (red flags first).
+    application.add_handler(MessageHandler(filters.CAPTION & messages, frontend.on_text))
     non_text = (
         filters.PHOTO | filters.Sticker.ALL | filters.VOICE | filters.AUDIO | filters.VIDEO
         | filters.VIDEO_NOTE | filters.Document.ALL | filters.LOCATION | filters.VENUE | filters.CONTACT

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -139,12 +139,14 @@ class TemperatureRules:
     half_words: tuple[str, ...] = ()
 
     @cached_property
-    def spoken_number_rules(self) -> tuple[tuple[re.Pattern[str], str], ...]:
+    def spoken_number_rules(self) -> tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]:
         """(regex, replacement) pairs that turn spoken numbers into digits, in order."""
-        rules = [
-            (re.compile(r"\b" + r"\s+".join(map(re.escape, phrase.split())) + r"\b"), digits)
-            for phrase, digits in sorted(self.spoken_numbers, key=lambda item: -len(item[0]))
-        ]
+        rules: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = []
+        if self.spoken_numbers:
+            digits = {phrase: value for phrase, value in self.spoken_numbers}
+            phrases = sorted(digits, key=len, reverse=True)  # "forty one" before "forty"
+            pattern = re.compile(r"\b(?:" + "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases) + r")\b")
+            rules.append((pattern, lambda match: digits[" ".join(match.group(0).split())]))
         if self.decimal_words:
             joined = "|".join(map(re.escape, self.decimal_words))
             rules.append((re.compile(rf"\b(\d{{2,3}})\s+(?:{joined})\s+(\d)\b"), r"\1.\2"))

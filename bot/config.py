@@ -144,6 +144,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
     data_dir = _optional(values, "BOT_DATA_DIR")  # read by bot.retrieval.read_data_file
     if data_dir and not Path(data_dir).is_dir():
         raise ConfigError(f"BOT_DATA_DIR must be a folder of data files, got {data_dir!r}")
+    if data_dir and env is None:
+        os.environ.setdefault("BOT_DATA_DIR", data_dir)  # from .env: the data loader reads the environment
 
     return Settings(
         telegram_token=token or None,

@@ -174,3 +174,21 @@ def test_setup_logging_quiets_http_client_at_info() -> None:
     setup_logging("DEBUG", secrets=(TOKEN,))
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.DEBUG
     setup_logging("WARNING")
+
+
+def test_data_dir_from_dotenv_is_used(tmp_path: Path) -> None:
+    import json
+
+    from bot.retrieval import load_toml
+
+    data = tmp_path / "data"
+    data.mkdir()
+    custom = dict(load_toml("messages.toml"), preamble="Preamble from the .env data folder.")
+    (data / "messages.toml").write_text(
+        "\n".join(f"{key} = {json.dumps(value, ensure_ascii=False)}" for key, value in custom.items()),
+        encoding="utf-8",
+    )
+    (tmp_path / ".env").write_text(f"BOT_DATA_DIR={data}\n", encoding="utf-8")
+    result = run_bot("ask", "what is ALS", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Preamble from the .env data folder.")

@@ -29,8 +29,8 @@ DEFAULT_EMERGENCY_NUMBER = "112"
 
 # What one position of a lexicon phrase may hold (bot.text.words yields only such words).
 LEXICON_WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-# A phrase position "#N" matches any whole number of at least N.
-NUMBER_TOKEN_RE = re.compile(r"#(\d{1,6})")
+# A phrase position "#N" matches any whole number of at least N; "#<N" any below N.
+NUMBER_TOKEN_RE = re.compile(r"#(<?)(\d{1,6})")
 # Clauses end at sentence punctuation, commas (but not decimal commas), brackets and dashes.
 CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—]+\s")
 # How many words beyond the negation window to look for pseudo-negations and terminators.
@@ -45,6 +45,10 @@ TEMPERATURE_RE = re.compile(
 )
 CELSIUS_RANGE = (34.0, 45.0)
 FAHRENHEIT_RANGE = (93.0, 113.0)
+# What may stand between a number and the context word after it: "39 temperature", "39 on the thermometer".
+BEFORE_CONTEXT_GAP_RE = re.compile(r"\s*(?:(?:on|in|by|per)\s+)?(?:(?:the|my|a|his|her)\s+)?")
+# Added to a reading after "above", "over", …: "fever above 38.5" is above 38.5.
+ABOVE_MARGIN = 0.05
 # How far after a context word ("temp", "fever") a bare number is read as a temperature.
 CONTEXT_REACH_CHARS = 30
 
@@ -52,7 +56,7 @@ CONTEXT_REACH_CHARS = 30
 @dataclass(frozen=True)
 class TokenSpec:
     """One position of a phrase: alternative words, each exact or a prefix ("numb*"), or "#N" for
-    any whole number of at least N ("took #10 pills")."""
+    any whole number of at least N ("took #10 pills"), "#<N" for one below N ("sats #<92")."""
 
     alternatives: tuple[tuple[str, bool], ...]
 
@@ -137,6 +141,34 @@ class TemperatureRules:
     spoken_numbers: tuple[tuple[str, str], ...] = ()
     decimal_words: tuple[str, ...] = ()
     half_words: tuple[str, ...] = ()
+    # Words right before a number that make it a lower bound: "above 38.5", "over 101.3".
+    above: tuple[str, ...] = ()
+    # Words shortly before a number that measure something else: "blood sugar is 104".
+    measures: tuple[str, ...] = ()
+    # Words after which a bare whole number from 100 to 110 is read as °F: "she's 103".
+    fahrenheit_after: tuple[str, ...] = ()
+
+    @cached_property
+    def measures_re(self) -> re.Pattern[str] | None:
+        """A measure word right before the number, with at most a linking word: "sugar is 104", "pulse: 101"."""
+        if not self.measures:
+            return None
+        joined = "|".join(r"\s+".join(map(re.escape, m.split())) for m in self.measures)
+        return re.compile(rf"\b(?:{joined})\b\s*(?:(?:is|was|of|at|now)\s*)?[:=]?\s*$")
+
+    @cached_property
+    def fahrenheit_after_re(self) -> re.Pattern[str] | None:
+        if not self.fahrenheit_after:
+            return None
+        joined = "|".join(r"\s+".join(map(re.escape, a.split())) for a in self.fahrenheit_after)
+        return re.compile(rf"(?:^|\s)(?:{joined})\s*$")
+
+    @cached_property
+    def above_re(self) -> re.Pattern[str] | None:
+        if not self.above:
+            return None
+        joined = "|".join(r"\s+".join(map(re.escape, a.split())) for a in self.above)
+        return re.compile(rf"\b(?:{joined})\s*$")
 
     @cached_property
     def spoken_number_rules(self) -> tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]:
@@ -186,6 +218,12 @@ class RedFlag:
 Alternative = tuple[str, bool]
 
 
+def _number_fits(value: int, spec: str) -> bool:
+    """Does a number fill a "#N" (at least N) or "#<N" (below N) phrase position?"""
+    below, bound = NUMBER_TOKEN_RE.fullmatch(spec).groups()  # type: ignore[union-attr]
+    return value < int(bound) if below else value >= int(bound)
+
+
 class WordMatcher:
     """Which lexicon words a message word matches: exactly, by prefix, or as a typo (rapidfuzz)."""
 
@@ -196,8 +234,8 @@ class WordMatcher:
         fuzzy_cutoff: float,
         never_typos: frozenset[str] = frozenset(),
     ) -> None:
-        self.number_minimums = sorted(
-            int(text[1:]) for text, prefix in alternatives if not prefix and NUMBER_TOKEN_RE.fullmatch(text)
+        self.number_tokens = sorted(
+            text for text, prefix in alternatives if not prefix and NUMBER_TOKEN_RE.fullmatch(text)
         )
         self.exact = frozenset(
             text for text, prefix in alternatives if not prefix and not NUMBER_TOKEN_RE.fullmatch(text)
@@ -224,8 +262,8 @@ class WordMatcher:
 
     def known(self, token: str) -> set[Alternative]:
         found: set[Alternative] = {(token, False)} if token in self.exact else set()
-        if self.number_minimums and token.isdigit() and len(token) <= 6:
-            found.update((f"#{n}", False) for n in self.number_minimums if int(token) >= n)
+        if self.number_tokens and token.isdigit() and len(token) <= 6:
+            found.update((spec, False) for spec in self.number_tokens if _number_fits(int(token), spec))
         for length, group in self.prefixes_by_length.items():
             if len(token) >= length and token[:length] in group:
                 found.add((token[:length], True))
@@ -380,7 +418,10 @@ def _word_sequences(table: dict, key: str, where: str) -> tuple[tuple[str, ...],
 
 
 TOP_LEVEL_KEYS = ("settings", "flag", "negation", "temperature", "typos")
-TEMPERATURE_KEYS = ("context", "ambient", "not_units", "abbreviations", "decimal_words", "half_words")
+TEMPERATURE_KEYS = (
+    "context", "ambient", "not_units", "abbreviations", "decimal_words", "half_words", "above", "fahrenheit_after",
+    "measures",
+)
 TYPOS_KEYS = ("never",)
 FLAG_KEYS = ("id", "label", "phrases", "combinations", "sentence_combinations", "unless_before", "unless_after")
 NEGATION_KEYS = ("window", "before", "after", "pseudo", "terminators", "gap_blockers", "resolved")
@@ -581,9 +622,13 @@ class _ClauseMatcher:
                     break
                 previous = positions[-1]
                 gap = self.tokens[previous + 1 : candidates[i]]
-                # "face is not drooping": a negation inside the gap breaks the phrase; and "not
-                # breathing" must not match "not having trouble breathing".
-                if triggers.intersection(gap) or (
+                # "face is not drooping": a negation inside the gap breaks the phrase (a pseudo-negation,
+                # "won't stop spinning", does not); "not breathing" must not match "not having trouble breathing".
+                negations_in_gap = [
+                    p for p in range(previous + 1, candidates[i])
+                    if self.tokens[p] in triggers and p not in self.pseudo_positions
+                ]
+                if negations_in_gap or (
                     gap and self.tokens[previous] in triggers and blockers.intersection(gap)
                 ):
                     break
@@ -591,6 +636,11 @@ class _ClauseMatcher:
             else:
                 found.append(tuple(positions))
         return found
+
+    @cached_property
+    def pseudo_positions(self) -> frozenset[int]:
+        """Positions of words that belong to a pseudo-negation ("not stop", "no longer")."""
+        return frozenset(p for a, b in self._occurrences("pseudo")[1] for p in range(a, b))
 
     def _sequence_before(self, position: int, options: Iterable[tuple[str, ...]], reach: int) -> bool:
         return any(
@@ -701,6 +751,7 @@ def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[Tempera
     or "fever for 40 hours"."""
     rules = (lexicon or default_lexicon()).temperature
     context_re, ambient_re, not_units_re = _temperature_regexes(rules)
+    above_re = rules.above_re
     numbers = list(TEMPERATURE_RE.finditer(text))
     if not numbers:
         return []
@@ -711,21 +762,33 @@ def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[Tempera
         if i < len(starts) and starts[i] - context.end() <= CONTEXT_REACH_CHARS:
             first_after_context.add(starts[i])
         i = bisect.bisect_right(starts, context.start()) - 1
-        if i >= 0 and not text[numbers[i].end() : context.start()].strip():
+        if i >= 0 and BEFORE_CONTEXT_GAP_RE.fullmatch(text, numbers[i].end(), context.start()):
             first_after_context.add(starts[i])
     ambient = [(m.start(), m.end()) for m in ambient_re.finditer(text)] if ambient_re else []
     readings = []
     for match in numbers:
         unit = re.sub(r"\s+", "", match.group("unit") or "")
+        after_above = above_re is not None and above_re.search(text, 0, match.start()) is not None
         if not unit:
             has_decimals = any(sep in match.group("value") for sep in ".,")
-            if match.start() not in first_after_context and not has_decimals:
+            # "been over 39 all night"; but a round "over 40" after no context word is usually an age.
+            value = float(match.group("value").replace(",", "."))
+            bare_bound = after_above and value % 5 != 0
+            bare_fahrenheit = (
+                rules.fahrenheit_after_re is not None and 100 <= value <= 110
+                and rules.fahrenheit_after_re.search(text, 0, match.start()) is not None
+            )
+            if match.start() not in first_after_context and not (has_decimals or bare_bound or bare_fahrenheit):
                 continue
             if not_units_re and not_units_re.match(text, SPACES_RE.match(text, match.end()).end()):
                 continue
         if ambient and _is_ambient(text, match, ambient):
             continue
+        if rules.measures_re is not None and rules.measures_re.search(text, 0, match.start()):
+            continue
         celsius = _to_celsius(float(match.group("value").replace(",", ".")), unit)
+        if celsius is not None and after_above:
+            celsius += ABOVE_MARGIN  # "fever above 38.5" is above the threshold
         if celsius is not None:
             readings.append(TemperatureReading(celsius, match.group(0).strip()))
     return readings

@@ -392,3 +392,31 @@ def test_spoken_numbers_in_temperatures(message: str, urgent: bool) -> None:
 )
 def test_negation_inside_a_match(message: str, urgent: bool) -> None:
     assert bool(detect_red_flags(message)) is urgent
+
+
+@pytest.mark.parametrize(
+    ("message", "urgent"),
+    [
+        ("fever above 38.5 since yesterday", True),  # "above" makes 38.5 a lower bound
+        ("been over 39 all night", True),
+        ("I'm over 40 and my legs feel weak", False),  # a round number after "over" is usually an age
+        ("she's 103 and won't eat", True),  # a bare 100-110 after "she's" is °F
+        ("my blood sugar is 104", False),  # another measurement
+        ("hr 90 temp 39", True),
+        ("got 39 on the thermometer", True),
+    ],
+)
+def test_temperature_bounds_fahrenheit_and_other_measures(message: str, urgent: bool) -> None:
+    assert bool(detect_red_flags(message)) is urgent
+
+
+def test_a_below_number_token(tmp_path: Path) -> None:
+    lexicon = load_lexicon(write_lexicon(tmp_path, "[[flag]]\nid = 'o2'\nlabel = 'O2'\nphrases = ['sats #<93']\n"))
+    assert [f.evidence for f in detect_red_flags("sats 88 since this morning", lexicon)] == ["sats 88"]
+    assert detect_red_flags("sats 97", lexicon) == []
+
+
+def test_a_symptom_stated_with_cant_does_not_negate_the_next_one() -> None:
+    flags = {f.id for f in detect_red_flags("cant stand without swaying and falling sideways")}
+    assert "balance" in flags
+    assert {f.id for f in detect_red_flags("cant brethe cant swalow")} >= {"breathing", "swallowing"}

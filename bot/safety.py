@@ -746,12 +746,11 @@ class TemperatureReading:
 
 def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[TemperatureReading]:
     """Body temperatures stated in folded text: numbers with a unit, the first number after a context
-    word ("temp 38.7", "fever of 39"), a number right before one ("a 102 temperature"), or a bare number
-    with decimals in the body-temperature range ("he is 39.2"); not the weather ("39 degrees outside")
-    or "fever for 40 hours"."""
+    word ("temp 38.7", "fever of 39"), a number right before one ("a 102 temperature"), a bare number
+    with decimals ("he is 39.2"), after "above"/"over" ("over 39") or a bare °F after "she's" ("she's
+    103"); not the weather ("39 degrees outside"), "fever for 40 hours" or "blood sugar is 104"."""
     rules = (lexicon or default_lexicon()).temperature
     context_re, ambient_re, not_units_re = _temperature_regexes(rules)
-    above_re = rules.above_re
     numbers = list(TEMPERATURE_RE.finditer(text))
     if not numbers:
         return []
@@ -768,23 +767,20 @@ def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[Tempera
     readings = []
     for match in numbers:
         unit = re.sub(r"\s+", "", match.group("unit") or "")
-        after_above = above_re is not None and above_re.search(text, 0, match.start()) is not None
+        after_above = _just_before(rules.above_re, text, match.start())
         if not unit:
             has_decimals = any(sep in match.group("value") for sep in ".,")
             # "been over 39 all night"; but a round "over 40" after no context word is usually an age.
             value = float(match.group("value").replace(",", "."))
             bare_bound = after_above and value % 5 != 0
-            bare_fahrenheit = (
-                rules.fahrenheit_after_re is not None and 100 <= value <= 110
-                and rules.fahrenheit_after_re.search(text, 0, match.start()) is not None
-            )
+            bare_fahrenheit = 100 <= value <= 110 and _just_before(rules.fahrenheit_after_re, text, match.start())
             if match.start() not in first_after_context and not (has_decimals or bare_bound or bare_fahrenheit):
                 continue
             if not_units_re and not_units_re.match(text, SPACES_RE.match(text, match.end()).end()):
                 continue
         if ambient and _is_ambient(text, match, ambient):
             continue
-        if rules.measures_re is not None and rules.measures_re.search(text, 0, match.start()):
+        if _just_before(rules.measures_re, text, match.start()):
             continue
         celsius = _to_celsius(float(match.group("value").replace(",", ".")), unit)
         if celsius is not None and after_above:
@@ -792,6 +788,12 @@ def read_temperatures(text: str, lexicon: Lexicon | None = None) -> list[Tempera
         if celsius is not None:
             readings.append(TemperatureReading(celsius, match.group(0).strip()))
     return readings
+
+
+def _just_before(pattern: re.Pattern[str] | None, text: str, position: int, reach: int = 40) -> bool:
+    """Does `pattern` (anchored with `$`) match the text that ends at `position`? Looks back `reach`
+    characters only, so a long message full of numbers stays linear."""
+    return pattern is not None and pattern.search(text, max(0, position - reach), position) is not None
 
 
 def _temperature_regexes(rules: TemperatureRules) -> tuple:

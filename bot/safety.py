@@ -127,6 +127,11 @@ def _words_regex(phrases: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(r"\b(?:" + "|".join(sorted(options, key=len, reverse=True)) + r")\b")
 
 
+def _alternation(phrases: Iterable[str]) -> str:
+    """Regex text matching any of these literal phrases, longest first, any whitespace between words."""
+    return "|".join(r"\s+".join(map(re.escape, p.split())) for p in sorted(phrases, key=len, reverse=True))
+
+
 @dataclass(frozen=True)
 class TemperatureRules:
     """Words that make a bare number a body temperature, or show that it is not one."""
@@ -153,38 +158,28 @@ class TemperatureRules:
         """A measure word right before the number, with at most a linking word: "sugar is 104", "pulse: 101"."""
         if not self.measures:
             return None
-        joined = "|".join(r"\s+".join(map(re.escape, m.split())) for m in self.measures)
-        return re.compile(rf"\b(?:{joined})\b\s*(?:(?:is|was|of|at|now)\s*)?[:=]?\s*$")
+        return re.compile(rf"\b(?:{_alternation(self.measures)})\b\s*(?:(?:is|was|of|at|now)\s*)?[:=]?\s*$")
 
     @cached_property
     def fahrenheit_after_re(self) -> re.Pattern[str] | None:
-        if not self.fahrenheit_after:
-            return None
-        joined = "|".join(r"\s+".join(map(re.escape, a.split())) for a in self.fahrenheit_after)
-        return re.compile(rf"(?:^|\s)(?:{joined})\s*$")
+        return re.compile(rf"(?:^|\s)(?:{_alternation(self.fahrenheit_after)})\s*$") if self.fahrenheit_after else None
 
     @cached_property
     def above_re(self) -> re.Pattern[str] | None:
-        if not self.above:
-            return None
-        joined = "|".join(r"\s+".join(map(re.escape, a.split())) for a in self.above)
-        return re.compile(rf"\b(?:{joined})\s*$")
+        return re.compile(rf"\b(?:{_alternation(self.above)})\s*$") if self.above else None
 
     @cached_property
     def spoken_number_rules(self) -> tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]:
         """(regex, replacement) pairs that turn spoken numbers into digits, in order."""
         rules: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = []
         if self.spoken_numbers:
-            digits = {phrase: value for phrase, value in self.spoken_numbers}
-            phrases = sorted(digits, key=len, reverse=True)  # "forty one" before "forty"
-            pattern = re.compile(r"\b(?:" + "|".join(r"\s+".join(map(re.escape, p.split())) for p in phrases) + r")\b")
+            digits = dict(self.spoken_numbers)  # longest first: "forty one" before "forty"
+            pattern = re.compile(rf"\b(?:{_alternation(digits)})\b")
             rules.append((pattern, lambda match: digits[" ".join(match.group(0).split())]))
         if self.decimal_words:
-            joined = "|".join(map(re.escape, self.decimal_words))
-            rules.append((re.compile(rf"\b(\d{{2,3}})\s+(?:{joined})\s+(\d)\b"), r"\1.\2"))
+            rules.append((re.compile(rf"\b(\d{{2,3}})\s+(?:{_alternation(self.decimal_words)})\s+(\d)\b"), r"\1.\2"))
         if self.half_words:
-            joined = "|".join(r"\s+".join(map(re.escape, w.split())) for w in self.half_words)
-            rules.append((re.compile(rf"\b(\d{{2,3}})\s+(?:{joined})\b"), r"\1.5"))
+            rules.append((re.compile(rf"\b(\d{{2,3}})\s+(?:{_alternation(self.half_words)})\b"), r"\1.5"))
         return tuple(rules)
 
     @cached_property

@@ -248,17 +248,20 @@ class Chatbot:
             flags=_join_labels([flag.label for flag in flags]), number=self.emergency_number
         )
 
+    def _reply_base(self, flags: list[RedFlag]) -> dict[str, object]:
+        """What every reply carries: the preamble, and the escalation when red flags were found."""
+        return {
+            "preamble": self.messages["preamble"],
+            "escalation": self.escalation_text(flags) if flags else None,
+            "red_flags": tuple(flags),
+            "passage_heading": self.messages["passage_heading"],
+        }
+
     def reply(self, text: str, conversation: Conversation | None = None) -> Reply:
         """Answer one message: red flags first, whatever retrieval finds."""
         message = clean_user_text(text[:SAFETY_SCAN_CHARS] if text else "")
         flags = detect_red_flags(message, self.lexicon)
-        escalation = self.escalation_text(flags) if flags else None
-        base = {
-            "preamble": self.messages["preamble"],
-            "escalation": escalation,
-            "red_flags": tuple(flags),
-            "passage_heading": self.messages["passage_heading"],
-        }
+        base = self._reply_base(flags)
         if not message:
             return Reply(question="", notices=(self.messages["empty"],), **base)
         notices = []
@@ -326,10 +329,7 @@ class Chatbot:
         candidates += tuple(hit for hit in result.hits if hit.passage not in section)
         reply = Reply(
             question=title,
-            preamble=self.messages["preamble"],
-            escalation=self.escalation_text(flags) if flags else None,
-            red_flags=tuple(flags),
-            passage_heading=self.messages["passage_heading"],
+            **self._reply_base(flags),
             intro=self.messages["answer_intro"],
             hits=candidates[:1],
             suggestions=self.related_sections(title, result.hits),
@@ -376,7 +376,7 @@ class Chatbot:
 
     def more(self, conversation: Conversation) -> Reply:
         """The next-best passage for the last question, or a polite note that there is none."""
-        base = {"preamble": self.messages["preamble"], "passage_heading": self.messages["passage_heading"]}
+        base = self._reply_base([])
         conversation.touch()  # after the idle timeout there is no earlier question any more
         remaining = conversation.last_hits[conversation.shown :]
         if not remaining:

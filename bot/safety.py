@@ -173,7 +173,7 @@ class TemperatureRules:
         """(regex, replacement) pairs that turn spoken numbers into digits, in order."""
         rules: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = []
         if self.spoken_numbers:
-            digits = dict(self.spoken_numbers)  # longest first: "forty one" before "forty"
+            digits = dict(self.spoken_numbers)  # _alternation tries "forty one" before "forty"
             pattern = re.compile(rf"\b(?:{_alternation(digits)})\b")
             rules.append((pattern, lambda match: digits[" ".join(match.group(0).split())]))
         if self.decimal_words:
@@ -184,9 +184,7 @@ class TemperatureRules:
 
     @cached_property
     def abbreviation_re(self) -> re.Pattern[str] | None:
-        if not self.abbreviations:
-            return None
-        return re.compile(r"\b(" + "|".join(re.escape(a) for a in self.abbreviations) + r")\.")
+        return re.compile(rf"\b({_alternation(self.abbreviations)})\.") if self.abbreviations else None
 
     @property
     def context_re(self) -> re.Pattern[str] | None:

@@ -23,7 +23,6 @@ import html
 import logging
 import re
 import secrets
-import secrets
 import signal
 import time
 import traceback
@@ -462,7 +461,7 @@ class TelegramFrontend:
     async def on_unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is not None and message.chat.type != ChatType.PRIVATE:
-            command = (message.text or "").split(maxsplit=1)[0] if message.text else ""
+            command = message.text.split(maxsplit=1)[0] if message.text else ""
             if "@" not in command:  # "/foo" in a group may be another bot's command: stay quiet
                 return
         await self.send_html(update, context, [escape(UNKNOWN_COMMAND)])

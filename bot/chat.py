@@ -32,6 +32,9 @@ MIN_SHORT_COVERAGE = 0.30
 MIN_SHORT_SCORE = 0.35
 # When the two best passages are from different sections and this close, offer both as choices.
 AMBIGUITY_MARGIN = 0.01
+# A short question this close to an example question is answered even when it shares few words with
+# the passage ("hard to get out of a chair").
+MIN_EXAMPLE_SIMILARITY = 0.5
 # A conversation keeps this many turns and forgets everything after this long without a message.
 MAX_TURNS = 6
 IDLE_TIMEOUT_SECONDS = 30 * 60
@@ -366,7 +369,9 @@ class Chatbot:
             return False
         content = content_words(result.query.words)
         if len(content) <= SHORT_QUESTION_WORDS:
-            return result.hits[0].coverage >= MIN_SHORT_COVERAGE and result.best_score >= MIN_SHORT_SCORE
+            top = result.hits[0]
+            close_example = top.example_similarity >= MIN_EXAMPLE_SIMILARITY
+            return (top.coverage >= MIN_SHORT_COVERAGE or close_example) and result.best_score >= MIN_SHORT_SCORE
         return True
 
     def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:

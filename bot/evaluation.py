@@ -1,7 +1,9 @@
 """`python -m bot eval`: answer quality on a labelled question set (hit@1, hit@3, MRR, abstention).
 
 Each line of the set is {"question", "answer_contains", "section", "split"}: `answer_contains` is a
-phrase that only the right passage contains, or null for an off-topic question that must be declined.
+phrase that only the right passage contains, a list of such phrases when several passages answer the
+question (the best first), or null for an off-topic question that must be declined. hit@1 counts any
+right passage; "hit@1, first label" counts only the first.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from pathlib import Path
 
 from bot.chat import DEFAULT_CORPUS_DIR, Chatbot, Conversation, Reply
 from bot.corpus import Passage
+from bot.text import words
 
 DEFAULT_QUESTIONS = DEFAULT_CORPUS_DIR.parent / "eval" / "questions.jsonl"
 SPLITS = ("dev", "heldout")
 RANK_DEPTH = 3
+# Folds of the cross-validation used when the questions are also the bot's example questions.
+FOLDS = 5
 
 
 class EvalFileError(Exception):
@@ -28,13 +33,20 @@ class EvalFileError(Exception):
 @dataclass(frozen=True)
 class Item:
     question: str
-    answer_contains: str | None
+    answer_contains: str | tuple[str, ...] | None
     section: str | None = None
     split: str = "dev"
 
     @property
     def on_topic(self) -> bool:
         return self.answer_contains is not None
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        """The phrases of the passages that answer the question, the best first."""
+        if self.answer_contains is None:
+            return ()
+        return (self.answer_contains,) if isinstance(self.answer_contains, str) else self.answer_contains
 
 
 @dataclass(frozen=True)
@@ -46,10 +58,15 @@ class Outcome:
     offered: bool = False  # choices were offered instead of a passage
     rank: int | None = None  # 1-based rank of the right passage among those considered
     shown_chars: int | None = None  # length of the top passage shown
+    first_label_rank: int | None = None  # the same for the passage of the first label only
 
     @property
     def hit1(self) -> bool:
         return self.answered and self.rank == 1
+
+    @property
+    def hit1_first_label(self) -> bool:
+        return self.answered and self.first_label_rank == 1
 
     @property
     def hit3(self) -> bool:
@@ -80,19 +97,22 @@ def load_items(path: Path | str) -> list[Item]:
         try:
             data = json.loads(line)
             answer = data.get("answer_contains")
-            if not isinstance(data["question"], str) or not (answer is None or isinstance(answer, str)):
+            if isinstance(answer, list) and answer and all(isinstance(a, str) and a for a in answer):
+                answer = tuple(answer)
+            elif not isinstance(data["question"], str) or not (answer is None or isinstance(answer, str)):
                 raise TypeError
             items.append(Item(data["question"], answer, data.get("section"), data.get("split", "dev")))
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise EvalFileError(f"{path}:{number}: expected {{\"question\": str, \"answer_contains\": str|null}}") from None
+            raise EvalFileError(f"{path}:{number}: expected {{\"question\": str, \"answer_contains\": str|[str, ...]|null}}") from None
     if not items:
         raise EvalFileError(f"question file {path} has no questions")
     return items
 
 
-def rank_in(passages: list[Passage] | tuple[Passage, ...], phrase: str) -> int | None:
-    needle = phrase.casefold()
-    return next((i + 1 for i, p in enumerate(passages) if needle in p.text.casefold()), None)
+def rank_in(passages: list[Passage] | tuple[Passage, ...], phrases: str | tuple[str, ...]) -> int | None:
+    """1-based rank of the first passage that contains one of the phrases."""
+    needles = [p.casefold() for p in ((phrases,) if isinstance(phrases, str) else phrases)]
+    return next((i + 1 for i, p in enumerate(passages) if any(n in p.text.casefold() for n in needles)), None)
 
 
 def outcome_of(item: Item, reply: Reply) -> Outcome:
@@ -103,12 +123,34 @@ def outcome_of(item: Item, reply: Reply) -> Outcome:
         ranked = [h.passage for h in reply.candidates or reply.hits]
     else:
         ranked = [h.passage for h in choices]
-    rank = rank_in(ranked, item.answer_contains) if item.on_topic and ranked else None
-    return Outcome(item, bool(reply.hits), bool(choices) and not reply.hits, rank, shown)
+    rank = rank_in(ranked, item.phrases) if item.on_topic and ranked else None
+    first = rank_in(ranked, item.phrases[0]) if item.on_topic and ranked else None
+    return Outcome(item, bool(reply.hits), bool(choices) and not reply.hits, rank, shown, first)
 
 
-def evaluate(chatbot: Chatbot, items: list[Item]) -> list[Outcome]:
-    return [outcome_of(item, chatbot.reply(item.question, Conversation())) for item in items]
+def evaluate(chatbot: Chatbot, items: list[Item], folds: int = FOLDS) -> list[Outcome]:
+    """Outcomes in item order. When the bot's example questions include some of these questions, they
+    are cross-validated: each fold is answered with the examples of the other folds only."""
+    retriever = chatbot.retriever
+    examples = retriever.example_list
+    known = {_normalised(e.question) for e in examples}
+    if not any(_normalised(item.question) in known for item in items):
+        return [outcome_of(item, chatbot.reply(item.question, Conversation())) for item in items]
+    outcomes: dict[int, Outcome] = {}
+    try:
+        for fold in range(folds):
+            members = {n: item for n, item in enumerate(items) if n % folds == fold}
+            left_out = {_normalised(item.question) for item in members.values()}
+            retriever.use_examples([e for e in examples if _normalised(e.question) not in left_out])
+            for n, item in members.items():
+                outcomes[n] = outcome_of(item, chatbot.reply(item.question, Conversation()))
+    finally:
+        retriever.use_examples(examples)
+    return [outcomes[n] for n in range(len(items))]
+
+
+def _normalised(question: str) -> str:
+    return " ".join(words(question))
 
 
 def metrics(outcomes: list[Outcome]) -> dict[str, float | int | None]:
@@ -120,6 +162,7 @@ def metrics(outcomes: list[Outcome]) -> dict[str, float | int | None]:
         "questions": len(on),
         "off_topic": len(off),
         "hit1": share([o.hit1 for o in on]),
+        "hit1_first_label": share([o.hit1_first_label for o in on]),
         "hit3": share([o.hit3 for o in on]),
         "mrr": share([o.reciprocal_rank for o in on]),
         "abstention": share([o.declined for o in off]),
@@ -149,8 +192,9 @@ def bm25_outcomes(passages: list[Passage], items: list[Item]) -> list[Outcome]:
             ranked = [passages[int(i)] for i, s in zip(docs[0], scores[0]) if s > 0]
         except (ValueError, IndexError):  # a query with no known word
             ranked = []
-        rank = rank_in(ranked, item.answer_contains) if item.on_topic else None
-        outcomes.append(Outcome(item, bool(ranked), False, rank, len(ranked[0].text) if ranked else None))
+        rank = rank_in(ranked, item.phrases) if item.on_topic else None
+        first = rank_in(ranked, item.phrases[0]) if item.on_topic else None
+        outcomes.append(Outcome(item, bool(ranked), False, rank, len(ranked[0].text) if ranked else None, first))
     return outcomes
 
 
@@ -162,7 +206,7 @@ def _fmt(value: float | int | None, percent: bool = True) -> str:
 
 def report(name: str, ours: dict, bm25: dict | None, out=sys.stdout) -> None:
     print(f"\n== {name}: {ours['questions']} on-topic, {ours['off_topic']} off-topic questions", file=out)
-    rows = [("hit@1", "hit1"), ("hit@3", "hit3"), ("MRR", "mrr"), ("off-topic declined", "abstention"),
+    rows = [("hit@1", "hit1"), ("hit@1, first label", "hit1_first_label"), ("hit@3", "hit3"), ("MRR", "mrr"), ("off-topic declined", "abstention"),
             ("choices offered", "choices")]
     header = f"{'':22}{'ours':>8}" + (f"{'bm25s':>8}" if bm25 else "")
     print(header, file=out)

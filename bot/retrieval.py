@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -19,6 +19,7 @@ from rapidfuzz import fuzz, process
 from rapidfuzz.distance import JaroWinkler
 
 from bot.corpus import CorpusError, Passage
+from bot.examples import EXAMPLES_FILE, Example, ExampleFileError, ExampleIndex, parse_examples
 from bot.text import fold, words
 
 # scikit-learn's English stop words, read from a data file: importing scikit-learn takes most of a
@@ -51,6 +52,8 @@ TITLE_EXACT_BOOST = 0.05
 # "What is X?" prefers the passage that defines X ("X is ...", "X - ...").
 DEFINITION_BOOST = 0.05
 DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
+# Weight of the similarity to the closest example question (bot/data/example_questions.jsonl).
+EXAMPLE_WEIGHT = 0.3
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
 # Index features are hashed into this many columns: no vocabulary in memory, collisions negligible.
@@ -88,6 +91,8 @@ class Hit:
     score: float
     matched_terms: tuple[str, ...]
     coverage: float = 0.0  # IDF-weighted share of the question's own words found in the passage
+    example: str | None = None  # the closest example question that points at this passage
+    example_similarity: float = 0.0  # its cosine similarity to the question
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,15 @@ def load_synonyms(source: str | Path = "synonyms.toml") -> dict[str, str]:
         raise DataFileError(f"data file {source}: [synonyms] must map phrases to strings of terms")
     folded = {" ".join(words(k)): " ".join(words(v)) for k, v in table.items() if words(k)}
     return dict(sorted(folded.items(), key=lambda item: -len(item[0])))
+
+
+def load_examples(source: str | Path = EXAMPLES_FILE) -> list[Example]:
+    """Example questions with the phrase of the passage that answers each (see bot.examples)."""
+    label, raw = read_data_file(source)
+    try:
+        return parse_examples(raw, label)
+    except ExampleFileError as error:
+        raise DataFileError(f"data file {error}") from None
 
 
 def load_english_words(source: str | Path = "english_words.toml") -> frozenset[str]:
@@ -316,6 +330,7 @@ class Retriever:
         synonyms: dict[str, str] | None = None,
         *,
         state: IndexState | None = None,
+        examples: list[Example] | None = None,
     ) -> None:
         if state is None:
             if not passages:
@@ -339,6 +354,16 @@ class Retriever:
         self._corpus_words_by_initial = _by_initial(self._corpus_words)
         self._known_words_by_initial = _by_initial(self.known_words)
         self._prepare_query_analysis()
+        self.use_examples(load_examples() if examples is None else examples)
+
+    def use_examples(self, examples: list[Example]) -> None:
+        """Index these example questions (those that fit no passage of the corpus are left out)."""
+        self.example_list = list(examples)
+        self.examples = ExampleIndex.build(self.example_list, self.passages, self.example_terms)
+
+    def example_terms(self, question: str) -> list[str]:
+        """The terms a question is compared with the examples by: read as a query is read."""
+        return self.analyzer(self.analyse(question).search_text)
 
     def _prepare_query_analysis(self) -> None:
         """Data for reading questions: real English words, stemmed synonyms, anchors, intents, IDF."""
@@ -442,10 +467,13 @@ class Retriever:
     def search(self, question: str, limit: int = 3) -> SearchResult:
         query = self.analyse(question)
         columns, weights, terms = self.query_vector(query.search_text)
-        if not len(columns):
+        nearest = self.examples.nearest(self.analyzer(query.search_text))
+        if not len(columns) and not nearest:
             return SearchResult(query, ())
         selected = self.columns[:, columns]  # passages × query terms
-        scores = np.asarray(selected @ weights).ravel()
+        scores = np.asarray(selected @ weights).ravel() if len(columns) else np.zeros(len(self.passages))
+        for row, (similarity, _) in nearest.items():
+            scores[row] += EXAMPLE_WEIGHT * similarity
         candidates = np.flatnonzero(scores > 0)
         if not len(candidates):
             return SearchResult(query, ())
@@ -454,15 +482,19 @@ class Retriever:
             candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
         by_row = selected[order].tocsr()  # one row per hit: which query terms it contains
-        hits = tuple(
-            Hit(
-                self.passages[i],
-                float(scores[i]),
-                tuple(sorted({terms[j] for j in by_row.indices[by_row.indptr[n] : by_row.indptr[n + 1]]})),
+        hits = []
+        for n, i in enumerate(order):
+            similarity, example = nearest.get(int(i), (0.0, -1))
+            hits.append(
+                Hit(
+                    self.passages[i],
+                    float(scores[i]),
+                    tuple(sorted({terms[j] for j in by_row.indices[by_row.indptr[n] : by_row.indptr[n + 1]]})),
+                    example=self.examples.questions[example] if example >= 0 else None,
+                    example_similarity=similarity,
+                )
             )
-            for n, i in enumerate(order)
-        )
-        return SearchResult(query, self.rerank(query, hits)[:limit])
+        return SearchResult(query, self.rerank(query, tuple(hits))[:limit])
 
     def rerank(self, query: QueryAnalysis, hits: tuple[Hit, ...]) -> tuple[Hit, ...]:
         """Re-order a short list: add how much of the question the passage and its title cover,
@@ -496,7 +528,7 @@ class Retriever:
             if subjects and self._defines(hit.passage, subjects):
                 boost += DEFINITION_BOOST
             score = hit.score + COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost
-            reranked.append(Hit(hit.passage, score, hit.matched_terms, coverage))
+            reranked.append(replace(hit, score=score, coverage=coverage))
         reranked.sort(key=lambda h: -h.score)
         return tuple(reranked)
 

@@ -59,7 +59,7 @@ def test_ask_session_treats_stdin_lines_as_one_conversation() -> None:
 
 def test_close_passages_of_different_sections_are_offered_as_choices(passages) -> None:
     bot = Chatbot(passages, ambiguity_margin=1.0)
-    reply = bot.reply("why are my legs weak")
+    reply = bot.reply("can hurting your arm cause it to go weak")
     assert not reply.answered and len(reply.choices) == 2
     assert reply.choices[0].passage.section != reply.choices[1].passage.section
     assert list(reply.suggestions) == [h.passage.section for h in reply.choices]

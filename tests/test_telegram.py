@@ -313,7 +313,7 @@ def test_a_caption_is_read_like_a_text_message(api: FakeBotAPI, bot: BotThread, 
 
 def test_choices_come_with_a_button_per_topic(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:
     chat = 1021
-    question = "is vitamin D deficiency a cause of weakness"
+    question = "can hurting your arm cause it to go weak"
     offered = chatbot.reply(question, Conversation())
     assert offered.choices and not offered.answered  # the core offers topics instead of guessing
     api.push_message(chat, question)

@@ -1,0 +1,156 @@
+"""Example questions: users' own words for what a passage answers, a second signal for retrieval.
+
+An example is {"question", "answer_contains", "section"} (the format of the evaluation set). It is tied
+to the passage of its section whose text contains the phrase; an example that fits no passage of the
+loaded corpus is left out, so the bundled examples never touch an operator's own corpus. A question is
+compared with the examples by TF-IDF cosine over the examples' own vocabulary, and each passage scores
+the similarity of its closest example (nearest-neighbour retrieval). Examples are never shown to users:
+replies quote only the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from bot.corpus import Passage
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_FILE = "example_questions.jsonl"
+
+
+class ExampleFileError(Exception):
+    """The example file is malformed; the message names the line."""
+
+
+@dataclass(frozen=True)
+class Example:
+    question: str
+    answer_contains: str
+    section: str | None = None
+
+
+def parse_examples(text: str, label: str) -> list[Example]:
+    """Examples from JSONL text; lines without an answer phrase (off-topic questions) are skipped."""
+    examples = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            question, phrase, section = data["question"], data.get("answer_contains"), data.get("section")
+            if not isinstance(question, str) or not (phrase is None or isinstance(phrase, str)):
+                raise TypeError
+            if section is not None and not isinstance(section, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ExampleFileError(
+                f"{label}:{number}: expected {{\"question\": str, \"answer_contains\": str, \"section\": str}}"
+            ) from None
+        if phrase and question.strip():
+            examples.append(Example(question, phrase, section))
+    return examples
+
+
+def tie_to_passages(examples: Iterable[Example], passages: Sequence[Passage]) -> list[tuple[int, Example]]:
+    """(passage row, example) for every example whose phrase is in a passage of its section.
+
+    Only the passages of the example's section are searched, so this stays cheap on large corpora.
+    """
+    rows_by_section: dict[str, list[int]] = {}
+    for row, passage in enumerate(passages):
+        for title in (passage.section, *passage.also_in):
+            rows_by_section.setdefault(title, []).append(row)
+    tied = []
+    for example in examples:
+        needle = example.answer_contains.casefold()
+        rows = rows_by_section.get(example.section or "", [])
+        row = next((r for r in rows if needle in passages[r].text.casefold()), None)
+        if row is not None:
+            tied.append((row, example))
+    return tied
+
+
+class ExampleIndex:
+    """TF-IDF vectors of the example questions, and the passage row each one points at."""
+
+    def __init__(self, rows: list[int], term_lists: list[list[str]], questions: list[str]) -> None:
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.questions = questions
+        vocabulary: dict[str, int] = {}
+        df: dict[int, int] = {}
+        data, indices, indptr = [], [], [0]
+        for terms in term_lists:
+            counts: dict[int, int] = {}
+            for term in terms:
+                column = vocabulary.setdefault(term, len(vocabulary))
+                counts[column] = counts.get(column, 0) + 1
+            for column in counts:
+                df[column] = df.get(column, 0) + 1
+            indices.extend(counts)
+            data.extend(1.0 + math.log(c) for c in counts.values())
+            indptr.append(len(indices))
+        n = len(term_lists)
+        self.vocabulary = vocabulary
+        self.idf = np.array([math.log((n + 1) / (df[c] + 1)) + 1 for c in range(len(vocabulary))], dtype=np.float32)
+        # A query word no example has weighs as much as the rarest example word (it still counts in the norm).
+        self.unseen_idf = float(math.log(n + 1) + 1)
+        matrix = sp.csr_matrix(
+            (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+            shape=(n, len(vocabulary)),
+        )
+        matrix = sp.csr_matrix(matrix.multiply(self.idf[np.newaxis, :]))
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        self.matrix = sp.csc_matrix(sp.diags(1.0 / norms).dot(matrix).astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @classmethod
+    def build(
+        cls, examples: Iterable[Example], passages: Sequence[Passage], terms_of: Callable[[str], list[str]]
+    ) -> ExampleIndex:
+        tied = tie_to_passages(examples, passages)
+        index = cls([row for row, _ in tied], [terms_of(e.question) for _, e in tied], [e.question for _, e in tied])
+        log.debug("%d example questions tied to passages", len(index))
+        return index
+
+    def nearest(self, terms: list[str]) -> dict[int, tuple[float, int]]:
+        """Passage row → (cosine of its closest example, that example's number), for examples sharing a term."""
+        if not len(self.rows) or not terms:
+            return {}
+        counts: dict[str, int] = {}
+        for term in terms:
+            counts[term] = counts.get(term, 0) + 1
+        known = [(self.vocabulary[t], c) for t, c in counts.items() if t in self.vocabulary]
+        if not known:
+            return {}
+        unseen = [c for t, c in counts.items() if t not in self.vocabulary]
+        columns = np.array([column for column, _ in known], dtype=np.int64)
+        weights = np.array([1.0 + math.log(c) for _, c in known], dtype=np.float32) * self.idf[columns]
+        unseen_weights = np.array([(1.0 + math.log(c)) * self.unseen_idf for c in unseen], dtype=np.float32)
+        norm = float(np.sqrt((weights**2).sum() + (unseen_weights**2).sum()))
+        similarities = np.asarray(self.matrix[:, columns] @ (weights / norm)).ravel()
+        best: dict[int, tuple[float, int]] = {}
+        for number in np.flatnonzero(similarities > 0):
+            row, similarity = int(self.rows[number]), float(similarities[number])
+            if similarity > best.get(row, (0.0, -1))[0]:
+                best[row] = (similarity, int(number))
+        return best
+
+
+def load_examples_file(path: Path | str) -> list[Example]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ExampleFileError(f"example file {path} cannot be read: {error}") from None
+    return parse_examples(text, str(path))

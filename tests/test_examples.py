@@ -1,0 +1,90 @@
+"""Example questions: tied to passages by phrase and section, matched by TF-IDF, never leaked into eval."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.chat import Chatbot, Conversation
+from bot.corpus import Passage
+from bot.evaluation import DEFAULT_QUESTIONS, Item, evaluate, load_items
+from bot.examples import Example, ExampleFileError, ExampleIndex, parse_examples, tie_to_passages
+from bot.retrieval import DataFileError, Retriever, load_examples
+from bot.text import words
+
+ALS = "ALS is a type of motor neuron disease"
+
+
+def _passage(passages: list[Passage], phrase: str) -> Passage:
+    return next(p for p in passages if phrase in p.text)
+
+
+def test_examples_are_tied_by_phrase_within_their_section(passages: list[Passage]) -> None:
+    als = _passage(passages, ALS)
+    tied = tie_to_passages(
+        [
+            Example("lou gehrig", ALS, als.section),
+            Example("wrong section", ALS, "Myasthenia gravis"),
+            Example("phrase not in the corpus", "made-up words nobody wrote", als.section),
+            Example("no section", ALS, None),
+        ],
+        passages,
+    )
+    assert [(passages[row].id, e.question) for row, e in tied] == [(als.id, "lou gehrig")]
+
+
+def test_nearest_example_scores_its_passage_by_cosine(passages: list[Passage]) -> None:
+    als = _passage(passages, ALS)
+    terms = lambda q: words(q)  # noqa: E731
+    index = ExampleIndex.build(
+        [Example("hands going wasted and thin", ALS, als.section)], passages, terms
+    )
+    assert len(index) == 1
+    same = index.nearest(terms("hands going wasted and thin"))
+    assert list(same) == [passages.index(als)] and same[passages.index(als)][0] == pytest.approx(1.0)
+    partial = index.nearest(terms("thin hands and a headache"))
+    assert 0 < partial[passages.index(als)][0] < 1  # a word the examples lack still counts in the norm
+    assert index.nearest(terms("completely unrelated")) == {}
+
+
+def test_a_close_example_question_brings_its_passage_first(passages: list[Passage]) -> None:
+    als = _passage(passages, ALS)
+    question = "the illness that stephen hawking had"
+    plain = Retriever(passages, examples=[])
+    taught = Retriever(passages, examples=[Example(question, ALS, als.section)])
+    assert plain.search(question).hits[0].passage != als  # the words alone do not find it
+    top = taught.search(question).hits[0]
+    assert top.passage == als and top.example == question and top.example_similarity > 0.99
+
+
+def test_bundled_examples_come_from_the_dev_split_only(passages: list[Passage]) -> None:
+    items = load_items(DEFAULT_QUESTIONS)
+    examples = load_examples()
+    normalised = lambda q: " ".join(words(q))  # noqa: E731
+    heldout = {normalised(i.question) for i in items if i.split == "heldout"}
+    dev = {normalised(i.question) for i in items if i.split == "dev" and i.on_topic}
+    assert examples and {normalised(e.question) for e in examples} <= dev
+    assert not heldout & {normalised(e.question) for e in examples}
+    assert len(tie_to_passages(examples, passages)) == len(examples)  # none is silently lost
+
+
+def test_evaluation_never_answers_a_question_with_its_own_example(passages: list[Passage]) -> None:
+    als = _passage(passages, ALS)
+    question = "the illness that stephen hawking had"
+    bot = Chatbot(passages, retriever=Retriever(passages, examples=[Example(question, ALS, als.section)]))
+    assert bot.reply(question, Conversation()).candidates[0].passage == als  # in use...
+    [outcome] = evaluate(bot, [Item(question, ALS)])
+    assert outcome.rank != 1  # ...but left out while that question is evaluated
+    assert bot.retriever.examples.questions == [question]  # and restored afterwards
+
+
+def test_malformed_example_lines_name_the_line() -> None:
+    assert parse_examples('{"question": "q", "answer_contains": null}\n', "x") == []
+    with pytest.raises(ExampleFileError, match=r"x:2:"):
+        parse_examples('{"question": "q", "answer_contains": "p"}\n{"question": 3}\n', "x")
+
+
+def test_a_malformed_example_file_is_a_data_file_error(tmp_path, monkeypatch) -> None:
+    (tmp_path / "example_questions.jsonl").write_text("not json\n", encoding="utf-8")
+    monkeypatch.setenv("BOT_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataFileError, match="example_questions.jsonl:1"):
+        load_examples()

@@ -28,13 +28,13 @@ MAX_CORRECTIONS_SHOWN = 5
 # A short question (up to this many content words) must be mostly covered by the best passage,
 # and match it this well, to be answered: "weak wifi signal" has an anchor word but is not on topic.
 SHORT_QUESTION_WORDS = 8
-MIN_SHORT_COVERAGE = 0.30
-MIN_SHORT_SCORE = 0.35
+MIN_SHORT_COVERAGE = 0.35
+MIN_SHORT_SCORE = 0.45
 # When the two best passages are from different sections and this close, offer both as choices.
 AMBIGUITY_MARGIN = 0.01
 # A short question this close to an example question is answered even when it shares few words with
 # the passage ("hard to get out of a chair").
-MIN_EXAMPLE_SIMILARITY = 0.5
+MIN_EXAMPLE_SIMILARITY = 0.7
 # A conversation keeps this many turns and forgets everything after this long without a message.
 MAX_TURNS = 6
 IDLE_TIMEOUT_SECONDS = 30 * 60

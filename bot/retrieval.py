@@ -52,6 +52,8 @@ TITLE_EXACT_BOOST = 0.05
 # "What is X?" prefers the passage that defines X ("X is ...", "X - ...").
 DEFINITION_BOOST = 0.05
 DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
+# Share of passages a word pair may appear in and still anchor a question (see _has_corpus_phrase).
+PHRASE_ANCHOR_SHARE = 0.05
 # Weight of the similarity to the closest example question (bot/data/example_questions.jsonl).
 EXAMPLE_WEIGHT = 0.3
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
@@ -171,6 +173,9 @@ class Intent:
     cues: frozenset[str]
     sections: tuple[str, ...]
     boost: float
+    # Words that mark a passage's own text as serving the intent ("surgery" for treatment), and its boost.
+    passage_words: str = ""
+    passage_boost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,8 @@ def load_domain(source: str | Path = "domain.toml") -> Domain:
         anchors = frozenset(words(data["anchors"]))
         intents = tuple(
             Intent(str(i["name"]), frozenset(fold(c) for c in i["cues"]),
-                   tuple(" ".join(words(t)) for t in i["sections"]), float(i["boost"]))
+                   tuple(" ".join(words(t)) for t in i["sections"]), float(i["boost"]),
+                   str(i.get("passage_words", "")), float(i.get("passage_boost", 0.0)))
             for i in data.get("intents", [])
         )
     except (KeyError, TypeError, ValueError):
@@ -346,6 +352,8 @@ class Retriever:
         n = len(state.passages)
         self._unseen_idf = np.float32(np.log(n + 1) + 1)
         self._max_seen_idf = float(np.log((n + 1) / 2) + 1)
+        # A word pair in at most this share of the passages is a distinctive phrase of the corpus.
+        self._phrase_anchor_idf = float(np.log((n + 1) / (max(1.0, PHRASE_ANCHOR_SHARE * n) + 1)) + 1)
         self.known_stems = frozenset(state.corpus_stems)
         self._corpus_words = frozenset(state.corpus_words)
         self.known_words = set(state.corpus_words)
@@ -374,6 +382,7 @@ class Retriever:
         for phrase, terms in self.synonyms.items():
             self._synonym_stems.setdefault(tuple(stem(w) for w in phrase.split()), terms)
         self._longest_synonym = max((len(k) for k in self._synonym_stems), default=0)
+        self._intent_stems = {i.name: frozenset(self.analyzer.stems(i.passage_words)) for i in self.domain.intents}
         # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
         self._anchor_stems = frozenset(stem(w) for w in self.domain.anchors) | frozenset(self.state.jargon_stems)
 
@@ -390,9 +399,15 @@ class Retriever:
         expansions = self.expand(corrected, stand_ins)
         stems = {self.analyzer.stem(w) for w in (*corrected, *expansions)}
         intents = tuple(i.name for i in self.domain.intents if i.cues & set(corrected))
-        return QueryAnalysis(
-            tuple(corrected), corrections, expansions, intents, bool(stems & self._anchor_stems), tuple(stand_ins)
-        )
+        anchored = bool(stems & self._anchor_stems) or self._has_corpus_phrase(corrected)
+        return QueryAnalysis(tuple(corrected), corrections, expansions, intents, anchored, tuple(stand_ins))
+
+    def _has_corpus_phrase(self, query_words: list[str]) -> bool:
+        """Whether two adjacent content words of the question are a phrase only a few passages use
+        ("duck walk", "lemon balm", "high heels"): that ties a question to the corpus as an anchor word does."""
+        stems = self.analyzer.stems(" ".join(query_words))
+        pairs = [f"{a} {b}" for a, b in zip(stems, stems[1:])]
+        return any(self._unseen_idf > self.idf[_hash_feature(pair)] >= self._phrase_anchor_idf for pair in pairs)
 
     def correct(self, word: str) -> str:
         """The corpus word a misspelt query word most likely means, or the word itself.
@@ -523,6 +538,8 @@ class Retriever:
             title_stems.update(lay for lay, terms in alternatives.items() if terms & title_stems)
             title_share = sum(w for t, w in weights.items() if t in title_stems) / total
             boost = sum(i.boost for i in intents if any(s in title for s in i.sections))
+            passage_stems = self._passage_stems(hit.passage.text)
+            boost += sum(i.passage_boost for i in intents if self._intent_stems[i.name] & passage_stems)
             if own and set(own) == set(self._title_info(hit.passage.section)[1]):
                 boost += TITLE_EXACT_BOOST
             if subjects and self._defines(hit.passage, subjects):
@@ -537,6 +554,10 @@ class Retriever:
         """A section title folded to words, and its stems (few distinct titles: cached)."""
         folded = " ".join(words(title))
         return folded, frozenset(self.analyzer.stems(folded))
+
+    @lru_cache(maxsize=4096)
+    def _passage_stems(self, text: str) -> frozenset[str]:
+        return frozenset(self.analyzer.stems(text))
 
     @staticmethod
     @lru_cache(maxsize=4096)

@@ -85,3 +85,27 @@ def test_a_question_that_is_a_section_title_is_answered_from_that_section(chatbo
     reply = chatbot.reply(title.lower())
     assert reply.answered and not reply.choices
     assert reply.hits[0].passage.section == title
+
+
+@pytest.mark.parametrize("question", ["duck walk", "lemon balm tea", "do high heels matter"])
+def test_a_distinctive_corpus_phrase_anchors_a_question(chatbot: Chatbot, question: str) -> None:
+    assert chatbot.retriever.analyse(question).anchored
+
+
+@pytest.mark.parametrize("question", ["a duck and a long walk", "how to take care of a puppy"])
+def test_everyday_words_or_a_common_pair_do_not_anchor(chatbot: Chatbot, question: str) -> None:
+    assert not chatbot.retriever.analyse(question).anchored
+
+
+def test_a_treatment_question_prefers_a_passage_that_talks_about_treatment(passages) -> None:
+    retriever = Retriever(passages, examples=[])
+    treatment = next(i for i in retriever.domain.intents if i.name == "treatment")
+    question = "how is a pinched nerve in the spine treated without surgery"
+    top = retriever.search(question).hits[0].passage.text
+    assert "Treatment for nerve compression at the spinal level" in top
+    object.__setattr__(treatment, "passage_boost", 0.0)
+    try:
+        unboosted = retriever.search(question).hits[0].passage.text
+    finally:
+        object.__setattr__(treatment, "passage_boost", 0.05)
+    assert unboosted != top  # the passage boost, not the words alone, decides it

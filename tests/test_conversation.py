@@ -51,7 +51,9 @@ def test_ask_session_treats_stdin_lines_as_one_conversation() -> None:
     assert session.returncode == 0, session.stderr
     second = json.loads(session.stdout.splitlines()[1])
     assert second["answered"] and "most patients recover well" in second["passages"][0]["text"]
-    assert set(second["explanation"]) == {"corrections", "expansions", "matched_terms"}
+    assert set(second["explanation"]) == {
+        "corrections", "expansions", "matched_terms", "similar_question", "similar_question_score"
+    }
     alone = run_bot("ask", "--json", stdin=stdin)
     second_alone = json.loads(alone.stdout.splitlines()[1])
     assert not second_alone["answered"] or "GBS" not in second_alone["passages"][0]["text"]

@@ -80,6 +80,9 @@ def explain(conversation: Conversation) -> str:
     lines.append("- corrected: " + (", ".join(f"{a} → {b}" for a, b in corrections.items()) or "nothing"))
     lines.append("- lay words read as: " + (", ".join(info["expansions"]) or "none"))
     lines.append("- words in common (stems): " + (", ".join(info["matched_terms"]) or "none"))
+    if info["similar_question"]:
+        similar = info["similar_question"][:80]
+        lines.append(f"- close to the known question “{similar}” (similarity {info['similar_question_score']:.2f})")
     return "\n".join(lines)
 
 

@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", parents=[common], help="measure speed and memory against bm25s")
     add_bench_arguments(bench)
     add_eval_parser(commands, common)
+    calibrate = commands.add_parser(
+        "calibrate", parents=[common], help="fit the answer-or-decline model on the dev split of a labelled set"
+    )
+    calibrate.add_argument("file", nargs="?", type=Path, metavar="FILE", help="labelled JSONL set (default: eval/questions.jsonl)")
+    calibrate.add_argument("--output", metavar="TOML", help="where to write the model (default: bot/data/abstention.toml)")
     return parser
 
 
@@ -257,8 +262,19 @@ def run_bench_command(args: argparse.Namespace, settings: Settings) -> int:
     return run_bench(args)
 
 
+def run_calibrate_command(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.calibration import run_calibrate
+    from bot.evaluation import EvalFileError
+
+    try:
+        return run_calibrate(args)
+    except EvalFileError as error:
+        raise CommandError(str(error)) from None
+
+
 COMMANDS = {
     "bench": run_bench_command,
+    "calibrate": run_calibrate_command,
     "index": run_index_command,
     "console": run_console_command,
     "telegram": run_telegram_command,

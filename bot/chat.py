@@ -12,8 +12,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+from bot.abstention import AbstentionModel, load_abstention_model, match_features
 from bot.corpus import Passage, load_passages
-from bot.retrieval import STOP_WORDS, DataFileError, content_words, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions
+from bot.retrieval import (
+    STOP_WORDS, DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions,
+)
 from bot.safety import DEFAULT_EMERGENCY_NUMBER, Lexicon, RedFlag, default_lexicon, detect_red_flags
 from bot.text import clean_user_text, words
 
@@ -25,16 +28,8 @@ SAFETY_SCAN_CHARS = 100_000
 ANSWER_THRESHOLD = 0.12
 # The typo note lists at most this many corrections, so replies stay short.
 MAX_CORRECTIONS_SHOWN = 5
-# A short question (up to this many content words) must be mostly covered by the best passage,
-# and match it this well, to be answered: "weak wifi signal" has an anchor word but is not on topic.
-SHORT_QUESTION_WORDS = 8
-MIN_SHORT_COVERAGE = 0.35
-MIN_SHORT_SCORE = 0.45
 # When the two best passages are from different sections and this close, offer both as choices.
-AMBIGUITY_MARGIN = 0.01
-# A short question this close to an example question is answered even when it shares few words with
-# the passage ("hard to get out of a chair").
-MIN_EXAMPLE_SIMILARITY = 0.7
+AMBIGUITY_MARGIN = 0.005
 # A conversation keeps this many turns and forgets everything after this long without a message.
 MAX_TURNS = 6
 IDLE_TIMEOUT_SECONDS = 30 * 60
@@ -201,6 +196,7 @@ class Chatbot:
         answer_threshold: float = ANSWER_THRESHOLD,
         feedback: FeedbackSink | None = None,
         ambiguity_margin: float = AMBIGUITY_MARGIN,
+        abstention: AbstentionModel | None = None,
     ) -> None:
         self.passages = passages
         self.emergency_number = emergency_number
@@ -211,6 +207,7 @@ class Chatbot:
         self.answer_threshold = answer_threshold
         self.feedback = feedback
         self.ambiguity_margin = ambiguity_margin
+        self.abstention = abstention or load_abstention_model()
 
     @classmethod
     def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, *, use_cache: bool = True, **options) -> Chatbot:
@@ -370,12 +367,9 @@ class Chatbot:
         """Answer only a question about the domain (it has an anchor word) with a good enough match."""
         if not result.hits or not result.query.anchored or result.best_score < self.answer_threshold:
             return False
-        content = content_words(result.query.words)
-        if len(content) <= SHORT_QUESTION_WORDS:
-            top = result.hits[0]
-            close_example = top.example_similarity >= MIN_EXAMPLE_SIMILARITY
-            return (top.coverage >= MIN_SHORT_COVERAGE or close_example) and result.best_score >= MIN_SHORT_SCORE
-        return True
+        # Past the hard rules, the fitted model decides ("weak wifi signal" has an anchor word, matches
+        # little of any passage and is declined).
+        return self.abstention.answers(match_features(result, self.retriever))
 
     def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:
         """Other sections worth offering after an answer: the runners-up first."""

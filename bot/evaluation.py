@@ -12,8 +12,10 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bot.chat import DEFAULT_CORPUS_DIR, Chatbot, Conversation, Reply
 from bot.corpus import Passage
@@ -22,6 +24,7 @@ from bot.text import words
 DEFAULT_QUESTIONS = DEFAULT_CORPUS_DIR.parent / "eval" / "questions.jsonl"
 SPLITS = ("dev", "heldout")
 RANK_DEPTH = 3
+T = TypeVar("T")
 # Folds of the cross-validation used when the questions are also the bot's example questions.
 FOLDS = 5
 
@@ -129,24 +132,30 @@ def outcome_of(item: Item, reply: Reply) -> Outcome:
 
 
 def evaluate(chatbot: Chatbot, items: list[Item], folds: int = FOLDS) -> list[Outcome]:
-    """Outcomes in item order. When the bot's example questions include some of these questions, they
-    are cross-validated: each fold is answered with the examples of the other folds only."""
+    """Outcomes in item order, each question asked in a fresh conversation (cross-validated, see below)."""
+    return cross_validated(chatbot, items, lambda item: outcome_of(item, chatbot.reply(item.question, Conversation())), folds)
+
+
+def cross_validated(chatbot: Chatbot, items: list[Item], run: Callable[[Item], T], folds: int = FOLDS) -> list[T]:
+    """`run` for every item, in item order. When the bot's example questions include some of these
+    questions, each fold is run with the examples of the other folds only: no question is ever
+    answered with the help of its own example."""
     retriever = chatbot.retriever
     examples = retriever.example_list
     known = {_normalised(e.question) for e in examples}
     if not any(_normalised(item.question) in known for item in items):
-        return [outcome_of(item, chatbot.reply(item.question, Conversation())) for item in items]
-    outcomes: dict[int, Outcome] = {}
+        return [run(item) for item in items]
+    results: dict[int, T] = {}
     try:
         for fold in range(folds):
             members = {n: item for n, item in enumerate(items) if n % folds == fold}
             left_out = {_normalised(item.question) for item in members.values()}
             retriever.use_examples([e for e in examples if _normalised(e.question) not in left_out])
             for n, item in members.items():
-                outcomes[n] = outcome_of(item, chatbot.reply(item.question, Conversation()))
+                results[n] = run(item)
     finally:
         retriever.use_examples(examples)
-    return [outcomes[n] for n in range(len(items))]
+    return [results[n] for n in range(len(items))]
 
 
 def _normalised(question: str) -> str:

@@ -55,7 +55,7 @@ DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
 # Share of passages a word pair may appear in and still anchor a question (see _has_corpus_phrase).
 PHRASE_ANCHOR_SHARE = 0.05
 # Weight of the similarity to the closest example question (bot/data/example_questions.jsonl).
-EXAMPLE_WEIGHT = 0.3
+EXAMPLE_WEIGHT = 0.8
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
 # Index features are hashed into this many columns: no vocabulary in memory, collisions negligible.
@@ -384,7 +384,8 @@ class Retriever:
         self._longest_synonym = max((len(k) for k in self._synonym_stems), default=0)
         self._intent_stems = {i.name: frozenset(self.analyzer.stems(i.passage_words)) for i in self.domain.intents}
         # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
-        self._anchor_stems = frozenset(stem(w) for w in self.domain.anchors) | frozenset(self.state.jargon_stems)
+        self.specialised_stems = frozenset(self.state.jargon_stems)
+        self._anchor_stems = frozenset(stem(w) for w in self.domain.anchors) | self.specialised_stems
 
     def analyse(self, question: str) -> QueryAnalysis:
         original = words(question)

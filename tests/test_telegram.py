@@ -311,8 +311,11 @@ def test_a_caption_is_read_like_a_text_message(api: FakeBotAPI, bot: BotThread, 
     assert shown.startswith("🚨 URGENT") and shown == chatbot.reply(caption, Conversation()).text()
 
 
-def test_choices_come_with_a_button_per_topic(api: FakeBotAPI, bot: BotThread, chatbot: Chatbot) -> None:
+def test_choices_come_with_a_button_per_topic(
+    api: FakeBotAPI, bot: BotThread, chatbot: Chatbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
     chat = 1021
+    monkeypatch.setattr(chatbot, "ambiguity_margin", 1.0)  # any two sections are "too close": always ask
     question = "can hurting your arm cause it to go weak"
     offered = chatbot.reply(question, Conversation())
     assert offered.choices and not offered.answered  # the core offers topics instead of guessing

@@ -1,0 +1,83 @@
+"""Whether to answer: a small logistic model over features of the best match, fitted on the dev split.
+
+The hard rules stay in the core (no passage, no anchor word, a score below the floor: decline). Past
+them, the model gives the probability that the question is one the corpus answers, from how well the
+best passage matches; below the threshold the bot declines. `python -m bot calibrate` fits it (with
+scikit-learn) on cross-validated features and writes bot/data/abstention.toml; answering needs only the
+weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.retrieval import DataFileError, content_words, load_toml
+
+if TYPE_CHECKING:
+    from bot.retrieval import Retriever, SearchResult
+
+ABSTENTION_FILE = "abstention.toml"
+FEATURES = (
+    "top_score",  # final score of the best passage
+    "top_coverage",  # IDF-weighted share of the question's words it contains
+    "example_similarity",  # cosine of its closest example question
+    "margin",  # its lead over the runner-up
+    "specialised_word",  # the question has a specialised corpus word ("myasthenia", "osteophytes")
+    "log_content_words",  # log(1 + number of content words)
+    "known_word_share",  # share of content words the corpus or the synonym map knows
+)
+
+
+def match_features(result: SearchResult, retriever: Retriever) -> dict[str, float]:
+    """The features of a search result (with at least one hit) that the model reads."""
+    hits = result.hits
+    top = hits[0]
+    content = content_words(result.query.words)
+    stem = retriever.analyzer.stem
+    known = [w for w in content if w in retriever.known_words or stem(w) in retriever.known_stems]
+    stems = {stem(w) for w in result.query.words}
+    return {
+        "top_score": top.score,
+        "top_coverage": top.coverage,
+        "example_similarity": top.example_similarity,
+        "margin": top.score - hits[1].score if len(hits) > 1 else top.score,
+        "specialised_word": float(bool(stems & retriever.specialised_stems)),
+        "log_content_words": math.log1p(len(content)),
+        "known_word_share": len(known) / len(content) if content else 0.0,
+    }
+
+
+@dataclass(frozen=True)
+class AbstentionModel:
+    intercept: float
+    weights: dict[str, float]
+    threshold: float
+
+    def probability(self, features: dict[str, float]) -> float:
+        z = self.intercept + sum(self.weights.get(name, 0.0) * value for name, value in features.items())
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def answers(self, features: dict[str, float]) -> bool:
+        return self.probability(features) >= self.threshold
+
+    def to_toml(self, comment: str = "") -> str:
+        lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
+        lines += [f"threshold = {self.threshold:.4f}", f"intercept = {self.intercept:.6f}", "", "[weights]"]
+        lines += [f"{name} = {self.weights[name]:.6f}" for name in FEATURES]
+        return "\n".join(lines) + "\n"
+
+
+def load_abstention_model(source: str = ABSTENTION_FILE) -> AbstentionModel:
+    data = load_toml(source)
+    try:
+        weights = {name: float(data["weights"][name]) for name in FEATURES}
+        model = AbstentionModel(float(data["intercept"]), weights, float(data["threshold"]))
+    except (KeyError, TypeError, ValueError):
+        raise DataFileError(
+            f"data file {source}: needs threshold, intercept and [weights] for {', '.join(FEATURES)}"
+        ) from None
+    if not 0.0 < model.threshold < 1.0:
+        raise DataFileError(f"data file {source}: threshold must be between 0 and 1")
+    return model

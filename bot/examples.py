@@ -83,8 +83,15 @@ class ExampleIndex:
     """TF-IDF vectors of the example questions, and the passage row each one points at."""
 
     def __init__(self, rows: list[int], term_lists: list[list[str]], questions: list[str]) -> None:
+        # Examples are kept grouped by passage row, so the best of each passage is a segment maximum.
+        order = sorted(range(len(rows)), key=lambda n: rows[n])
+        rows, term_lists, questions = [rows[n] for n in order], [term_lists[n] for n in order], [questions[n] for n in order]
         self.rows = np.asarray(rows, dtype=np.int64)
         self.questions = questions
+        starts = np.flatnonzero(np.r_[True, self.rows[1:] != self.rows[:-1]]) if len(rows) else np.empty(0, np.int64)
+        self._segment_starts = starts
+        self._segment_rows = self.rows[starts]
+        self._segment_lengths = np.diff(np.r_[starts, len(rows)])
         vocabulary: dict[str, int] = {}
         df: dict[int, int] = {}
         data, indices, indptr = [], [], [0]
@@ -110,7 +117,13 @@ class ExampleIndex:
         matrix = sp.csr_matrix(matrix.multiply(self.idf[np.newaxis, :]))
         norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
-        self.matrix = sp.csc_matrix(sp.diags(1.0 / norms).dot(matrix).astype(np.float32))
+        by_term = sp.csc_matrix(sp.diags(1.0 / norms).dot(matrix).astype(np.float32))
+        # Postings (examples with the term, their weights) per term: a question has few terms, so
+        # adding up a few short arrays beats slicing a sparse matrix.
+        self.postings = [
+            (by_term.indices[by_term.indptr[c] : by_term.indptr[c + 1]], by_term.data[by_term.indptr[c] : by_term.indptr[c + 1]])
+            for c in range(len(vocabulary))
+        ]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -126,26 +139,33 @@ class ExampleIndex:
 
     def nearest(self, terms: list[str]) -> dict[int, tuple[float, int]]:
         """Passage row → (cosine of its closest example, that example's number), for examples sharing a term."""
+        rows, similarities, numbers = self.nearest_arrays(terms)
+        return {int(r): (float(s), int(n)) for r, s, n in zip(rows, similarities, numbers)}
+
+    def nearest_arrays(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(passage rows in ascending order, cosine of each one's closest example, that example's number)."""
+        empty = (np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int64))
         if not len(self.rows) or not terms:
-            return {}
+            return empty
         counts: dict[str, int] = {}
         for term in terms:
             counts[term] = counts.get(term, 0) + 1
         known = [(self.vocabulary[t], c) for t, c in counts.items() if t in self.vocabulary]
         if not known:
-            return {}
+            return empty
         unseen = [c for t, c in counts.items() if t not in self.vocabulary]
-        columns = np.array([column for column, _ in known], dtype=np.int64)
-        weights = np.array([1.0 + math.log(c) for _, c in known], dtype=np.float32) * self.idf[columns]
-        unseen_weights = np.array([(1.0 + math.log(c)) * self.unseen_idf for c in unseen], dtype=np.float32)
-        norm = float(np.sqrt((weights**2).sum() + (unseen_weights**2).sum()))
-        similarities = np.asarray(self.matrix[:, columns] @ (weights / norm)).ravel()
-        best: dict[int, tuple[float, int]] = {}
-        for number in np.flatnonzero(similarities > 0):
-            row, similarity = int(self.rows[number]), float(similarities[number])
-            if similarity > best.get(row, (0.0, -1))[0]:
-                best[row] = (similarity, int(number))
-        return best
+        weights = [(1.0 + math.log(c)) * float(self.idf[column]) for column, c in known]
+        norm = math.sqrt(sum(w * w for w in weights) + sum(((1.0 + math.log(c)) * self.unseen_idf) ** 2 for c in unseen))
+        similarities = np.zeros(len(self.rows), dtype=np.float32)
+        for (column, _), weight in zip(known, weights):
+            examples, values = self.postings[column]
+            similarities[examples] += (weight / norm) * values
+        best = np.maximum.reduceat(similarities, self._segment_starts)
+        # The first example of each passage that reaches its segment's maximum.
+        at_best = np.flatnonzero(similarities == np.repeat(best, self._segment_lengths))
+        numbers = at_best[np.r_[True, self.rows[at_best][1:] != self.rows[at_best][:-1]]]
+        kept = best > 0
+        return self._segment_rows[kept], best[kept], numbers[kept]
 
 
 def load_examples_file(path: Path | str) -> list[Example]:

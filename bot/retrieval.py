@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -348,6 +348,7 @@ class Retriever:
         self.analyzer = Analyzer()
         self.idf = state.idf
         self.columns = state.columns
+        self.columns.sort_indices()  # search() binary-searches the posting lists
         # Smoothed IDF of a term no passage contains (df = 0), and the highest IDF of a real one (df = 1).
         n = len(state.passages)
         self._unseen_idf = np.float32(np.log(n + 1) + 1)
@@ -464,10 +465,11 @@ class Retriever:
                 i += 1
         return tuple(dict.fromkeys(" ".join(found).split()))
 
-    def query_vector(self, text: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Columns and L2-normalised TF-IDF weights of a query, and its terms (sublinear tf, as the index)."""
+    def query_vector(self, text: str | list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Columns and L2-normalised TF-IDF weights of a query (its text or its analysed terms), and its
+        distinct terms (sublinear tf, as the index)."""
         counts: dict[str, int] = {}
-        for term in self.analyzer(text):
+        for term in self.analyzer(text) if isinstance(text, str) else text:
             counts[term] = counts.get(term, 0) + 1
         if not counts:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), []
@@ -482,14 +484,21 @@ class Retriever:
 
     def search(self, question: str, limit: int = 3) -> SearchResult:
         query = self.analyse(question)
-        columns, weights, terms = self.query_vector(query.search_text)
-        nearest = self.examples.nearest(self.analyzer(query.search_text))
-        if not len(columns) and not nearest:
+        query_terms = self.analyzer(query.search_text)
+        columns, weights, terms = self.query_vector(query_terms)
+        example_rows, example_similarities, example_numbers = self.examples.nearest_arrays(query_terms)
+        if not len(columns) and not len(example_rows):
             return SearchResult(query, ())
-        selected = self.columns[:, columns]  # passages × query terms
-        scores = np.asarray(selected @ weights).ravel() if len(columns) else np.zeros(len(self.passages))
-        for row, (similarity, _) in nearest.items():
-            scores[row] += EXAMPLE_WEIGHT * similarity
+        # Scores straight from the column-major index: a question has few terms, so walking their
+        # postings is cheaper than slicing the sparse matrix.
+        indptr, indices, data = self.columns.indptr, self.columns.indices, self.columns.data
+        scores = np.zeros(len(self.passages), dtype=np.float32)
+        postings = []
+        for column, weight in zip(columns, weights):
+            rows = indices[indptr[column] : indptr[column + 1]]
+            scores[rows] += weight * data[indptr[column] : indptr[column + 1]]
+            postings.append(rows)
+        scores[example_rows] += np.float32(EXAMPLE_WEIGHT) * example_similarities
         candidates = np.flatnonzero(scores > 0)
         if not len(candidates):
             return SearchResult(query, ())
@@ -497,17 +506,24 @@ class Retriever:
         if len(candidates) > depth:
             candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
-        by_row = selected[order].tocsr()  # one row per hit: which query terms it contains
+        # Which query terms each hit contains (posting lists are sorted: a binary search per term).
+        contains = np.zeros((len(order), len(postings)), dtype=bool)
+        for j, rows in enumerate(postings):
+            if len(rows):
+                found = np.minimum(np.searchsorted(rows, order), len(rows) - 1)
+                contains[:, j] = rows[found] == order
+        # The closest example of each hit, if it has one (example_rows is sorted).
+        at = np.minimum(np.searchsorted(example_rows, order), max(len(example_rows) - 1, 0))
+        has_example = (example_rows[at] == order).tolist() if len(example_rows) else [False] * len(order)
         hits = []
-        for n, i in enumerate(order):
-            similarity, example = nearest.get(int(i), (0.0, -1))
+        for i, row_terms, n, found in zip(order.tolist(), contains.tolist(), at.tolist(), has_example):
             hits.append(
                 Hit(
                     self.passages[i],
                     float(scores[i]),
-                    tuple(sorted({terms[j] for j in by_row.indices[by_row.indptr[n] : by_row.indptr[n + 1]]})),
-                    example=self.examples.questions[example] if example >= 0 else None,
-                    example_similarity=similarity,
+                    tuple(sorted({term for term, present in zip(terms, row_terms) if present})),
+                    example=self.examples.questions[example_numbers[n]] if found else None,
+                    example_similarity=float(example_similarities[n]) if found else 0.0,
                 )
             )
         return SearchResult(query, self.rerank(query, tuple(hits))[:limit])
@@ -546,7 +562,7 @@ class Retriever:
             if subjects and self._defines(hit.passage, subjects):
                 boost += DEFINITION_BOOST
             score = hit.score + COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost
-            reranked.append(replace(hit, score=score, coverage=coverage))
+            reranked.append(Hit(hit.passage, score, hit.matched_terms, coverage, hit.example, hit.example_similarity))
         reranked.sort(key=lambda h: -h.score)
         return tuple(reranked)
 

@@ -157,6 +157,14 @@ def load_examples(source: str | Path = EXAMPLES_FILE) -> list[Example]:
         raise DataFileError(f"data file {error}") from None
 
 
+def load_shorthand(source: str | Path = "synonyms.toml") -> dict[str, str]:
+    """Chat shorthand → the word it stands for ("y" → "why", "ppl" → "people"), from [shorthand]."""
+    table = load_toml(source).get("shorthand", {})
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise DataFileError(f"data file {source}: [shorthand] must map words to words")
+    return {fold(k): " ".join(words(v)) for k, v in table.items()}
+
+
 def load_english_words(source: str | Path = "english_words.toml") -> frozenset[str]:
     """Real English words: typo correction never changes these into corpus words."""
     data = load_toml(source)
@@ -345,6 +353,7 @@ class Retriever:
         self.state = state
         self.passages = state.passages
         self.synonyms = synonyms if synonyms is not None else load_synonyms()
+        self.shorthand = load_shorthand()
         self.analyzer = Analyzer()
         self.idf = state.idf
         self.columns = state.columns
@@ -393,6 +402,9 @@ class Retriever:
         corrections: dict[str, str] = {}
         corrected = []
         for word in original:
+            if word in self.shorthand:  # read as meant, not reported as a typo
+                corrected.extend(self.shorthand[word].split())
+                continue
             fixed = self.correct(word)
             if fixed != word:
                 corrections[word] = fixed

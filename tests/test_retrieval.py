@@ -109,3 +109,10 @@ def test_a_treatment_question_prefers_a_passage_that_talks_about_treatment(passa
     finally:
         object.__setattr__(treatment, "passage_boost", 0.05)
     assert unboosted != top  # the passage boost, not the words alone, decides it
+
+
+def test_chat_shorthand_is_read_as_meant_and_not_reported_as_a_typo(chatbot: Chatbot) -> None:
+    analysis = chatbot.retriever.analyse("y r my legs so weak")
+    assert analysis.words[:2] == ("why", "are") and "causes" in analysis.intents
+    assert analysis.corrections == {}
+    assert chatbot.retriever.analyse("my legs are weaker").words[-1] == "weaker"  # other words untouched

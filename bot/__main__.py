@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         "calibrate", parents=[common], help="fit the answer-or-decline model on the dev split of a labelled set"
     )
     calibrate.add_argument("file", nargs="?", type=Path, metavar="FILE", help="labelled JSONL set (default: eval/questions.jsonl)")
-    calibrate.add_argument("--output", metavar="TOML", help="where to write the model (default: bot/data/abstention.toml)")
+    calibrate.add_argument(
+        "--output", metavar="TOML", help="where to write the models (default: $BOT_DATA_DIR/abstention.toml, else bot/data/)"
+    )
     return parser
 
 

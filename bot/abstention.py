@@ -2,9 +2,10 @@
 
 The hard rules stay in the core (no passage, no anchor word, a score below the floor: decline). Past
 them, the model gives the probability that the question is one the corpus answers, from how well the
-best passage matches; below the threshold the bot declines. `python -m bot calibrate` fits it (with
-scikit-learn) on cross-validated features and writes bot/data/abstention.toml; answering needs only the
-weights.
+best passage matches; below the threshold the bot declines. There are two models: one for when example
+questions are tied to the corpus (the bundled one), one for when none are (an operator's own corpus),
+whose scores lack the example signal. `python -m bot calibrate` fits both (with scikit-learn) on
+cross-validated features and writes bot/data/abstention.toml; answering needs only the weights.
 """
 
 from __future__ import annotations
@@ -62,22 +63,42 @@ class AbstentionModel:
     def answers(self, features: dict[str, float]) -> bool:
         return self.probability(features) >= self.threshold
 
-    def to_toml(self, comment: str = "") -> str:
-        lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
-        lines += [f"threshold = {self.threshold:.4f}", f"intercept = {self.intercept:.6f}", "", "[weights]"]
+    def to_toml(self, table: str) -> str:
+        lines = [f"[{table}]", f"threshold = {self.threshold:.4f}", f"intercept = {self.intercept:.6f}", "", f"[{table}.weights]"]
         lines += [f"{name} = {self.weights[name]:.6f}" for name in FEATURES]
         return "\n".join(lines) + "\n"
 
 
-def load_abstention_model(source: str = ABSTENTION_FILE) -> AbstentionModel:
+@dataclass(frozen=True)
+class AbstentionModels:
+    with_examples: AbstentionModel
+    without_examples: AbstentionModel
+
+    def for_retriever(self, retriever: Retriever) -> AbstentionModel:
+        """The model that matches how the retriever scores: with or without example questions."""
+        return self.with_examples if len(retriever.examples) else self.without_examples
+
+    def to_toml(self, comment: str = "") -> str:
+        lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
+        return "\n".join(lines) + "\n\n" + self.with_examples.to_toml("with_examples") + "\n" + self.without_examples.to_toml("without_examples")
+
+
+def load_abstention_models(source: str = ABSTENTION_FILE) -> AbstentionModels:
     data = load_toml(source)
+    return AbstentionModels(_model(data, "with_examples", source), _model(data, "without_examples", source))
+
+
+def _model(data: dict, table: str, source: str) -> AbstentionModel:
     try:
-        weights = {name: float(data["weights"][name]) for name in FEATURES}
-        model = AbstentionModel(float(data["intercept"]), weights, float(data["threshold"]))
+        section = data[table]
+        weights = {name: float(section["weights"][name]) for name in FEATURES}
+        model = AbstentionModel(float(section["intercept"]), weights, float(section["threshold"]))
     except (KeyError, TypeError, ValueError):
         raise DataFileError(
-            f"data file {source}: needs threshold, intercept and [weights] for {', '.join(FEATURES)}"
+            f"data file {source}: [{table}] needs threshold, intercept and weights for {', '.join(FEATURES)}"
         ) from None
+    if not all(math.isfinite(v) for v in (model.intercept, *weights.values())):
+        raise DataFileError(f"data file {source}: [{table}] has a weight that is not a finite number")
     if not 0.0 < model.threshold < 1.0:
-        raise DataFileError(f"data file {source}: threshold must be between 0 and 1")
+        raise DataFileError(f"data file {source}: [{table}] threshold must be between 0 and 1")
     return model

@@ -1,24 +1,30 @@
-"""`python -m bot calibrate`: fit the answer-or-decline model (bot.abstention) on the dev split.
+"""`python -m bot calibrate`: fit the answer-or-decline models (bot.abstention) on the dev split.
 
-Features come from cross-validated searches (a question never meets its own example question). The
-threshold is the one that maximises the mean of hit@1 and off-topic abstention on cross-validated
-predictions; those figures are printed and kept as a comment in the written file.
+The model "with examples" reads features of cross-validated searches (a question never meets its own
+example question); the model "without examples" reads features of searches with no example questions
+at all, as on an operator's own corpus. Each threshold is the one that maximises the mean of hit@1 and
+off-topic abstention on cross-validated predictions; those figures are printed and kept as a comment in
+the written file.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bot.abstention import ABSTENTION_FILE, FEATURES, AbstentionModel, match_features
+from bot.abstention import ABSTENTION_FILE, FEATURES, AbstentionModel, AbstentionModels, match_features
 from bot.chat import Chatbot
 from bot.evaluation import DEFAULT_QUESTIONS, Item, cross_validated, load_items, rank_in
+from bot.retrieval import DATA_DIR_VARIABLE
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "data" / ABSTENTION_FILE
+BUNDLED_OUTPUT = Path(__file__).resolve().parent / "data" / ABSTENTION_FILE
+# Below this share of on-topic labels found in the corpus, the question set is not about this corpus.
+MIN_LABELS_FOUND = 0.5
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
 
 
@@ -75,25 +81,55 @@ def fit(rows: list[Row], folds: int = 5) -> tuple[AbstentionModel, float, float]
     return model, *scored(best)
 
 
+def default_output() -> Path:
+    """Where the models go: the BOT_DATA_DIR folder when one is set (the bot reads them there), else the package."""
+    folder = os.environ.get(DATA_DIR_VARIABLE, "").strip()
+    return Path(folder) / ABSTENTION_FILE if folder else BUNDLED_OUTPUT
+
+
+def labels_found(chatbot: Chatbot, items: list[Item]) -> float:
+    """Share of on-topic questions whose labelled phrase is in some passage of the corpus."""
+    on = [item for item in items if item.on_topic]
+    return sum(rank_in(chatbot.passages, item.phrases) is not None for item in on) / max(1, len(on))
+
+
 def run_calibrate(args: argparse.Namespace) -> int:
     items = [item for item in load_items(args.file or DEFAULT_QUESTIONS) if item.split == "dev"]
     if not items:
         print("no dev questions to calibrate on", file=sys.stderr)
         return 1
-    # The model being fitted plays no part in collecting its features: any placeholder will do.
-    chatbot = Chatbot.from_corpus(args.corpus, abstention=AbstentionModel(0.0, {}, 0.5))
+    # The models being fitted play no part in collecting their features: any placeholder will do.
+    placeholder = AbstentionModel(0.0, {}, 0.5)
+    chatbot = Chatbot.from_corpus(args.corpus, abstention=AbstentionModels(placeholder, placeholder))
+    found = labels_found(chatbot, items)
+    if found < MIN_LABELS_FOUND:
+        print(f"cannot calibrate: only {found:.0%} of the labelled phrases are in this corpus", file=sys.stderr)
+        return 1
+    examples = chatbot.retriever.example_list
     try:
-        model, hit1, abstention = fit(collect_rows(chatbot, items))
+        with_examples, *with_figures = fit(collect_rows(chatbot, items))
+        chatbot.retriever.use_examples([])
+        try:
+            without_examples, *without_figures = fit(collect_rows(chatbot, items))
+        finally:
+            chatbot.retriever.use_examples(examples)
     except ValueError as error:
         print(f"cannot calibrate: {error}", file=sys.stderr)
         return 1
     on = sum(i.on_topic for i in items)
     summary = (
         f"Fitted by `python -m bot calibrate` on the dev split ({on} on-topic, {len(items) - on} off-topic).\n"
-        f"Cross-validated at threshold {model.threshold:.2f}: hit@1 {hit1:.3f}, off-topic abstention {abstention:.3f}."
+        f"Cross-validated, with examples at threshold {with_examples.threshold:.2f}: hit@1 {with_figures[0]:.3f}, "
+        f"off-topic abstention {with_figures[1]:.3f};\n"
+        f"without examples at threshold {without_examples.threshold:.2f}: hit@1 {without_figures[0]:.3f}, "
+        f"off-topic abstention {without_figures[1]:.3f}."
     )
     print(summary)
-    output = Path(args.output) if args.output else DEFAULT_OUTPUT
-    output.write_text(model.to_toml(summary), encoding="utf-8")
+    output = Path(args.output) if args.output else default_output()
+    try:
+        output.write_text(AbstentionModels(with_examples, without_examples).to_toml(summary), encoding="utf-8")
+    except OSError as error:
+        print(f"cannot write {output}: {error.strerror or error}", file=sys.stderr)
+        return 1
     print(f"wrote {output}")
     return 0

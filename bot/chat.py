@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
-from bot.abstention import AbstentionModel, load_abstention_model, match_features
+from bot.abstention import AbstentionModels, load_abstention_models, match_features
 from bot.corpus import Passage, load_passages
 from bot.retrieval import (
     STOP_WORDS, DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions,
@@ -196,7 +196,7 @@ class Chatbot:
         answer_threshold: float = ANSWER_THRESHOLD,
         feedback: FeedbackSink | None = None,
         ambiguity_margin: float = AMBIGUITY_MARGIN,
-        abstention: AbstentionModel | None = None,
+        abstention: AbstentionModels | None = None,
     ) -> None:
         self.passages = passages
         self.emergency_number = emergency_number
@@ -207,7 +207,7 @@ class Chatbot:
         self.answer_threshold = answer_threshold
         self.feedback = feedback
         self.ambiguity_margin = ambiguity_margin
-        self.abstention = abstention or load_abstention_model()
+        self.abstention = abstention or load_abstention_models()
 
     @classmethod
     def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, *, use_cache: bool = True, **options) -> Chatbot:
@@ -369,7 +369,7 @@ class Chatbot:
             return False
         # Past the hard rules, the fitted model decides ("weak wifi signal" has an anchor word, matches
         # little of any passage and is declined).
-        return self.abstention.answers(match_features(result, self.retriever))
+        return self.abstention.for_retriever(self.retriever).answers(match_features(result, self.retriever))
 
     def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:
         """Other sections worth offering after an answer: the runners-up first."""

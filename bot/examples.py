@@ -1,11 +1,13 @@
 """Example questions: users' own words for what a passage answers, a second signal for retrieval.
 
-An example is {"question", "answer_contains", "section"} (the format of the evaluation set). It is tied
-to the passage of its section whose text contains the phrase; an example that fits no passage of the
-loaded corpus is left out, so the bundled examples never touch an operator's own corpus. A question is
-compared with the examples by TF-IDF cosine over the examples' own vocabulary, and each passage scores
-the similarity of its closest example (nearest-neighbour retrieval). Examples are never shown to users:
-replies quote only the corpus.
+An example is {"question", "answer_contains", "section"} (the format of the evaluation set; of a list of
+phrases the first counts, and off-topic lines are skipped). It is tied to the passage of its section
+whose text contains the phrase (to any passage that does, when it names no section); an example that
+fits no passage of the loaded corpus is left out, so the bundled examples never touch an operator's own
+corpus. A question is compared with the examples by TF-IDF cosine over the examples' own vocabulary,
+and each passage scores the similarity of its closest example (nearest-neighbour retrieval). Replies
+quote only the corpus: an example is never given as an answer (/why and the JSON explanation name
+the closest one).
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def parse_examples(text: str, label: str) -> list[Example]:
         try:
             data = json.loads(line)
             question, phrase, section = data["question"], data.get("answer_contains"), data.get("section")
+            if isinstance(phrase, list) and phrase and all(isinstance(p, str) for p in phrase):
+                phrase = phrase[0]  # the best of several right passages
             if not isinstance(question, str) or not (phrase is None or isinstance(phrase, str)):
                 raise TypeError
             if section is not None and not isinstance(section, str):
                 raise TypeError
         except (ValueError, KeyError, TypeError, AttributeError):
             raise ExampleFileError(
-                f"{label}:{number}: expected {{\"question\": str, \"answer_contains\": str, \"section\": str}}"
+                f"{label}:{number}: expected {{\"question\": str, \"answer_contains\": str|[str, ...], \"section\": str}}"
             ) from None
         if phrase and question.strip():
             examples.append(Example(question, phrase, section))
@@ -63,7 +67,8 @@ def parse_examples(text: str, label: str) -> list[Example]:
 def tie_to_passages(examples: Iterable[Example], passages: Sequence[Passage]) -> list[tuple[int, Example]]:
     """(passage row, example) for every example whose phrase is in a passage of its section.
 
-    Only the passages of the example's section are searched, so this stays cheap on large corpora.
+    Only the passages of the example's section are searched, so this stays cheap on large corpora;
+    an example without a section is looked for in every passage.
     """
     rows_by_section: dict[str, list[int]] = {}
     for row, passage in enumerate(passages):
@@ -72,7 +77,7 @@ def tie_to_passages(examples: Iterable[Example], passages: Sequence[Passage]) ->
     tied = []
     for example in examples:
         needle = example.answer_contains.casefold()
-        rows = rows_by_section.get(example.section or "", [])
+        rows = rows_by_section.get(example.section, []) if example.section else range(len(passages))
         row = next((r for r in rows if needle in passages[r].text.casefold()), None)
         if row is not None:
             tied.append((row, example))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.abstention import FEATURES, load_abstention_model
+from bot.abstention import FEATURES, load_abstention_models
 from bot.chat import Chatbot, Conversation
 from bot.evaluation import DEFAULT_QUESTIONS
 from bot.retrieval import DataFileError
@@ -16,11 +16,23 @@ from tests.test_cli import run_bot
 DATA = Path(__file__).resolve().parent.parent / "bot" / "data"
 
 
-def test_the_bundled_model_is_complete_and_sane() -> None:
-    model = load_abstention_model()
-    assert set(model.weights) == set(FEATURES) and 0 < model.threshold < 1
-    # a better match can only make answering more likely
-    assert model.weights["top_score"] > 0 and model.weights["top_coverage"] > 0
+def test_the_bundled_models_are_complete_and_sane() -> None:
+    models = load_abstention_models()
+    for model in (models.with_examples, models.without_examples):
+        assert set(model.weights) == set(FEATURES) and 0 < model.threshold < 1
+        # a better match can only make answering more likely
+        assert model.weights["top_score"] > 0 and model.weights["top_coverage"] > 0
+
+
+def test_a_corpus_without_example_questions_gets_the_model_fitted_without_them(passages) -> None:
+    from bot.retrieval import Retriever
+
+    models = load_abstention_models()
+    assert models.for_retriever(Retriever(passages)) is models.with_examples
+    assert models.for_retriever(Retriever(passages, examples=[])) is models.without_examples
+    bot = Chatbot(passages, retriever=Retriever(passages, examples=[]))
+    assert bot.reply("what is als", Conversation()).answered
+    assert not bot.reply("weak wifi signal", Conversation()).answered
 
 
 @pytest.mark.parametrize(
@@ -35,32 +47,69 @@ def test_on_topic_questions_are_answered(chatbot: Chatbot, question: str) -> Non
     assert chatbot.reply(question, Conversation()).answered
 
 
-def test_a_malformed_model_file_is_a_one_line_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "abstention.toml").write_text("threshold = 2\nintercept = 0\n[weights]\n", encoding="utf-8")
+def _with_table(table: str, replacement: str) -> str:
+    bundled = (DATA / "abstention.toml").read_text(encoding="utf-8")
+    head, rest = bundled.split(f"[{table}]\n", 1)
+    return head + f"[{table}]\n" + replacement + "\n" + rest.split("\n", 1)[1]  # replaces the threshold line
+
+
+@pytest.mark.parametrize(
+    ("broken", "says"),
+    [
+        ("threshold = 1.0", "threshold must be between 0 and 1"),
+        ("threshold = nan", "threshold must be between 0 and 1"),
+    ],
+)
+def test_a_malformed_model_file_is_a_one_line_data_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str, says: str
+) -> None:
+    (tmp_path / "abstention.toml").write_text(_with_table("without_examples", broken), encoding="utf-8")
     monkeypatch.setenv("BOT_DATA_DIR", str(tmp_path))
-    with pytest.raises(DataFileError, match="abstention.toml"):
-        load_abstention_model()
+    with pytest.raises(DataFileError, match=says):
+        load_abstention_models()
     result = run_bot("ask", "hello", env_extra={"BOT_DATA_DIR": str(tmp_path)})
     assert result.returncode == 2 and result.stderr.startswith("error:") and "abstention.toml" in result.stderr
+
+
+def test_a_weight_that_is_not_a_number_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (DATA / "abstention.toml").read_text(encoding="utf-8")
+    text = "\n".join("intercept = nan" if line.startswith("intercept") else line for line in text.splitlines())
+    (tmp_path / "abstention.toml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("BOT_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataFileError, match="not a finite number"):
+        load_abstention_models()
+    (tmp_path / "abstention.toml").write_text("threshold = 0.5\nintercept = 0\n[weights]\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=r"\[with_examples\] needs"):  # the one-model layout of before
+        load_abstention_models()
 
 
 def test_the_bundled_model_is_what_calibrate_fits_on_the_bundled_set(tmp_path: Path) -> None:
     output = tmp_path / "abstention.toml"
     result = run_bot("calibrate", "--output", str(output))
     assert result.returncode == 0, result.stderr
-    assert "Cross-validated at threshold" in result.stdout
+    assert "Cross-validated, with examples at threshold" in result.stdout and "without examples" in result.stdout
     # Re-run `python -m bot calibrate` after changing the question set or the example questions.
     assert output.read_text(encoding="utf-8") == (DATA / "abstention.toml").read_text(encoding="utf-8")
 
 
-def test_calibrate_writes_a_model_the_bot_can_load(tmp_path: Path) -> None:
+def test_calibrate_refuses_labels_from_another_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "knees.md").write_text("# Knees\n\nKnee pain after running is common and usually settles with rest.\n")
+    result = run_bot("calibrate", "--corpus", str(corpus), "--output", str(tmp_path / "x.toml"))
+    assert result.returncode == 1 and "labelled phrases are in this corpus" in result.stderr
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_calibrate_writes_into_bot_data_dir_when_set(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in DEFAULT_QUESTIONS.read_text(encoding="utf-8").splitlines()]
     small = tmp_path / "small.jsonl"
     small.write_text("\n".join(json.dumps(r) for r in rows[:300]) + "\n", encoding="utf-8")
-    output = tmp_path / "abstention.toml"
-    assert run_bot("calibrate", str(small), "--output", str(output)).returncode == 0
+    result = run_bot("calibrate", str(small), env_extra={"BOT_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "abstention.toml").is_file() and str(tmp_path) in result.stdout
     answered = run_bot("ask", "--json", "what is myasthenia gravis", env_extra={"BOT_DATA_DIR": str(tmp_path)})
-    assert answered.returncode == 0 and json.loads(answered.stdout)["answered"]
+    assert answered.returncode == 0 and json.loads(answered.stdout)["answered"]  # the bot reads it there
 
 
 def test_calibrate_needs_both_kinds_of_question(tmp_path: Path) -> None:

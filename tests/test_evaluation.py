@@ -16,8 +16,9 @@ from tests.test_cli import run_bot
 # see README "Answer quality"). Raise these as quality improves; never lower them to pass. (The
 # abstention floor went from 0.97 to 0.89 when a new, harder blind batch joined the split on 2026-11-25:
 # the earlier held-out questions are still all declined. hit@3 went from 0.966 to 0.958 when 1 093 more
-# example questions lifted hit@1 from 0.905 to 0.932.)
-HELDOUT_MIN = {"--min-hit1": "0.93", "--min-hit3": "0.95", "--min-abstention": "0.91"}
+# example questions lifted hit@1 from 0.905 to 0.932; hit@1 went to 0.920 when 72 dev questions that
+# read the same as held-out ones after analysis were dropped from dev and from the examples.)
+HELDOUT_MIN = {"--min-hit1": "0.92", "--min-hit3": "0.95", "--min-abstention": "0.91"}
 
 
 def test_every_label_names_exactly_one_passage(passages: list[Passage]) -> None:
@@ -93,6 +94,13 @@ def test_cli_rejects_a_malformed_file(tmp_path: Path) -> None:
     path.write_text('{"question": 3}\n', encoding="utf-8")
     result = run_bot("eval", str(path))
     assert result.returncode == 2 and result.stderr.startswith("error:") and "bad.jsonl:1" in result.stderr
+
+
+def test_cli_rejects_a_list_label_with_a_question_that_is_not_text(tmp_path: Path) -> None:
+    path = _write(tmp_path, [{"question": 5, "answer_contains": ["ALS is a type of motor neuron"], "split": "dev"}])
+    result = run_bot("eval", str(path))
+    assert result.returncode == 2 and result.stderr.startswith("error:") and f"{path}:1" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_cli_rejects_a_file_that_is_not_utf8(tmp_path: Path) -> None:

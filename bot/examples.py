@@ -17,7 +17,6 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -171,11 +170,3 @@ class ExampleIndex:
         numbers = at_best[np.r_[True, self.rows[at_best][1:] != self.rows[at_best][:-1]]]
         kept = best > 0
         return self._segment_rows[kept], best[kept], numbers[kept]
-
-
-def load_examples_file(path: Path | str) -> list[Example]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ExampleFileError(f"example file {path} cannot be read: {error}") from None
-    return parse_examples(text, str(path))

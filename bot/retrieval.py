@@ -136,9 +136,9 @@ def load_toml(name_or_path: str | Path) -> dict:
         raise DataFileError(f"data file {label} is not valid TOML: {error}") from None
 
 
-def load_synonyms(source: str | Path = "synonyms.toml") -> dict[str, str]:
+def load_synonyms(source: str | Path = "synonyms.toml", data: dict | None = None) -> dict[str, str]:
     """Lay phrase → corpus terms, folded; longest phrases first so they win over their parts."""
-    data = load_toml(source)
+    data = load_toml(source) if data is None else data
     table = data.get("synonyms")
     if not isinstance(table, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in table.items()
@@ -157,9 +157,9 @@ def load_examples(source: str | Path = EXAMPLES_FILE) -> list[Example]:
         raise DataFileError(f"data file {error}") from None
 
 
-def load_shorthand(source: str | Path = "synonyms.toml") -> dict[str, str]:
+def load_shorthand(source: str | Path = "synonyms.toml", data: dict | None = None) -> dict[str, str]:
     """Chat shorthand → the word it stands for ("y" → "why", "ppl" → "people"), from [shorthand]."""
-    table = load_toml(source).get("shorthand", {})
+    table = (load_toml(source) if data is None else data).get("shorthand", {})
     if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
         raise DataFileError(f"data file {source}: [shorthand] must map words to words")
     return {fold(k): " ".join(words(v)) for k, v in table.items()}
@@ -352,8 +352,9 @@ class Retriever:
             state = build_index_state(passages)
         self.state = state
         self.passages = state.passages
-        self.synonyms = synonyms if synonyms is not None else load_synonyms()
-        self.shorthand = load_shorthand()
+        lay_language = load_toml("synonyms.toml")  # read once: the synonyms and the chat shorthand
+        self.synonyms = synonyms if synonyms is not None else load_synonyms(data=lay_language)
+        self.shorthand = load_shorthand(data=lay_language)
         self.analyzer = Analyzer()
         self.idf = state.idf
         self.columns = state.columns

@@ -38,8 +38,7 @@ class Row:
 def collect_rows(chatbot: Chatbot, items: list[Item]) -> list[Row]:
     def row(item: Item) -> Row:
         result = chatbot.search(item.question)
-        gated = not result.hits or not result.query.anchored or result.best_score < chatbot.answer_threshold
-        features = None if gated else match_features(result, chatbot.retriever)
+        features = match_features(result, chatbot.retriever) if chatbot.passes_hard_rules(result) else None
         right = bool(result.hits) and item.on_topic and rank_in([result.hits[0].passage], item.phrases) == 1
         return Row(features, item.on_topic, right)
 

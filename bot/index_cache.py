@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +141,7 @@ def load_or_build_index(
                 corpus_words=list(meta["corpus_words"]),
                 corpus_stems=list(meta["corpus_stems"]),
                 jargon_stems=list(meta["jargon_stems"]),
+                cache_folder=folder,
             )
         except (KeyError, TypeError) as error:
             log.warning("ignoring an incomplete index cache in %s (%s); rebuilding it", folder, error)
@@ -159,4 +160,5 @@ def load_or_build_index(
         save_index(folder, state.passages, *state_to_files(state))
     except OSError as error:
         log.warning("could not save the index cache in %s (%s); it will be rebuilt next time", folder, error)
-    return state
+        return state
+    return replace(state, cache_folder=folder)

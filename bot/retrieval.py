@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 import re
 import tomllib
@@ -21,6 +24,8 @@ from rapidfuzz.distance import JaroWinkler
 from bot.corpus import CorpusError, Passage
 from bot.examples import EXAMPLES_FILE, Example, ExampleFileError, ExampleIndex, parse_examples
 from bot.text import fold, words
+
+log = logging.getLogger(__name__)
 
 # scikit-learn's English stop words, read from a data file: importing scikit-learn takes most of a
 # second, and answering from a cached index needs nothing else from it (building does, see below).
@@ -58,6 +63,8 @@ PHRASE_ANCHOR_SHARE = 0.05
 EXAMPLE_WEIGHT = 0.8
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
+# Analysed example questions are kept in the index's cache folder, one file per reading of questions.
+EXAMPLE_TERMS_PREFIX = "example-terms-"
 # Index features are hashed into this many columns: no vocabulary in memory, collisions negligible.
 N_FEATURES = 2**21
 INDEX_BATCH = 2000
@@ -276,6 +283,7 @@ class IndexState:
     corpus_words: list[str]  # folded words of the corpus, for typo correction
     corpus_stems: list[str]
     jargon_stems: list[str]  # stems of corpus words that are not everyday English: they anchor a question
+    cache_folder: Path | None = field(default=None, compare=False)  # where the index is cached, if it is
 
 
 def _hash_feature(term: str) -> int:
@@ -318,6 +326,14 @@ def build_index_state(passages: list[Passage], progress: Callable[[int], None] |
     )
 
 
+def _positions_in(sorted_rows: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of `rows`: its index in `sorted_rows` (a binary search), and whether it is there at all."""
+    if not len(sorted_rows):
+        return np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
+    return at, sorted_rows[at] == rows
+
+
 def _by_initial(words_: frozenset[str] | set[str]) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
     for word in sorted(words_):
@@ -355,6 +371,10 @@ class Retriever:
         lay_language = load_toml("synonyms.toml")  # read once: the synonyms and the chat shorthand
         self.synonyms = synonyms if synonyms is not None else load_synonyms(data=lay_language)
         self.shorthand = load_shorthand(data=lay_language)
+        # How questions are read depends on the index (cached under its own key) and on these tables.
+        self._reading_key = hashlib.blake2b(
+            json.dumps([self.synonyms, self.shorthand], sort_keys=True).encode(), digest_size=8
+        ).hexdigest()
         self.analyzer = Analyzer()
         self.idf = state.idf
         self.columns = state.columns
@@ -373,7 +393,11 @@ class Retriever:
         self._corpus_words_by_initial = _by_initial(self._corpus_words)
         self._known_words_by_initial = _by_initial(self.known_words)
         self._prepare_query_analysis()
+        self._example_terms = self._load_example_terms()
+        known = len(self._example_terms)
         self.use_examples(load_examples() if examples is None else examples)
+        if len(self._example_terms) > known:
+            self._save_example_terms()
 
     def use_examples(self, examples: list[Example]) -> None:
         """Index these example questions (those that fit no passage of the corpus are left out)."""
@@ -381,8 +405,36 @@ class Retriever:
         self.examples = ExampleIndex.build(self.example_list, self.passages, self.example_terms)
 
     def example_terms(self, question: str) -> list[str]:
-        """The terms a question is compared with the examples by: read as a query is read."""
-        return self.analyzer(self.analyse(question).search_text)
+        """The terms a question is compared with the examples by: read as a query is read (remembered,
+        and kept next to the cached index, so a start does not read every example question again)."""
+        terms = self._example_terms.get(question)
+        if terms is None:
+            terms = self._example_terms[question] = self.analyzer(self.analyse(question).search_text)
+        return terms
+
+    def _example_terms_file(self) -> Path | None:
+        folder = self.state.cache_folder
+        return folder / f"{EXAMPLE_TERMS_PREFIX}{self._reading_key}.json" if folder else None
+
+    def _load_example_terms(self) -> dict[str, list[str]]:
+        path = self._example_terms_file()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else {}
+        except (OSError, ValueError):
+            return {}  # unreadable or damaged: read the questions again
+        valid = isinstance(data, dict) and all(isinstance(v, list) for v in data.values())
+        return data if valid else {}
+
+    def _save_example_terms(self) -> None:
+        path = self._example_terms_file()
+        if path is None:
+            return
+        try:
+            staging = path.with_suffix(".tmp")
+            staging.write_text(json.dumps(self._example_terms, ensure_ascii=False), encoding="utf-8")
+            staging.replace(path)
+        except OSError as error:
+            log.warning("could not save the example questions' terms in %s (%s)", path.parent, error)
 
     def _prepare_query_analysis(self) -> None:
         """Data for reading questions: real English words, stemmed synonyms, anchors, intents, IDF."""
@@ -519,17 +571,13 @@ class Retriever:
         if len(candidates) > depth:
             candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
-        # Which query terms each hit contains (posting lists are sorted: a binary search per term).
+        # Which query terms each hit contains, and where its closest example is, if it has one.
         contains = np.zeros((len(order), len(postings)), dtype=bool)
         for j, rows in enumerate(postings):
-            if len(rows):
-                found = np.minimum(np.searchsorted(rows, order), len(rows) - 1)
-                contains[:, j] = rows[found] == order
-        # The closest example of each hit, if it has one (example_rows is sorted).
-        at = np.minimum(np.searchsorted(example_rows, order), max(len(example_rows) - 1, 0))
-        has_example = (example_rows[at] == order).tolist() if len(example_rows) else [False] * len(order)
+            contains[:, j] = _positions_in(rows, order)[1]
+        at, has_example = _positions_in(example_rows, order)
         hits = []
-        for i, row_terms, n, found in zip(order.tolist(), contains.tolist(), at.tolist(), has_example):
+        for i, row_terms, n, found in zip(order.tolist(), contains.tolist(), at.tolist(), has_example.tolist()):
             hits.append(
                 Hit(
                     self.passages[i],

@@ -133,3 +133,23 @@ def test_query_hashing_matches_sklearn_hashing_vectorizer() -> None:
     terms += [f"t{i}" for i in range(2000)]
     assert [_hash_feature(t) for t in terms] == [abs(murmurhash3_32(t, seed=0)) % N_FEATURES for t in terms]
     assert OUR_STOP_WORDS == ENGLISH_STOP_WORDS
+
+
+def test_example_questions_are_read_once_and_kept_with_the_index(tmp_path: Path, monkeypatch) -> None:
+    state = load_or_build_index(CORPUS_DIR, cache_root=tmp_path / "cache")
+    first = Retriever(state=state)
+    saved = list(state.cache_folder.glob("example-terms-*.json"))
+    assert len(saved) == 1 and len(first.examples) > 100
+    # A second start reads no example question again, and ranks the same.
+    monkeypatch.setattr(Retriever, "analyse", lambda self, q: (_ for _ in ()).throw(AssertionError(q)))
+    second = Retriever(state=load_or_build_index(CORPUS_DIR, cache_root=tmp_path / "cache"))
+    assert second.examples.questions == first.examples.questions
+    monkeypatch.undo()
+    question = "my legs feel like jelly after walking"
+    assert [h.passage.id for h in second.search(question).hits] == [h.passage.id for h in first.search(question).hits]
+    # Other synonyms read questions differently: their own file. A damaged file is read again, quietly.
+    Retriever(state=state, synonyms={"jelly": "weakness"})
+    assert len(list(state.cache_folder.glob("example-terms-*.json"))) == 2
+    saved[0].write_text("{not json", encoding="utf-8")
+    assert len(Retriever(state=state).examples) == len(first.examples)
+    assert saved[0].read_text(encoding="utf-8").startswith("{\"")  # written again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,7 +16,13 @@ REPO = Path(__file__).resolve().parent.parent
 CORPUS_DIR = REPO / "corpus"
 
 # Index caches built by the tests (in-process and in subprocesses) go to a throwaway folder.
-os.environ["BOT_CACHE_DIR"] = tempfile.mkdtemp(prefix="bot-test-cache-")
+TEST_CACHE_DIR = tempfile.mkdtemp(prefix="bot-test-cache-")
+os.environ["BOT_CACHE_DIR"] = TEST_CACHE_DIR
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the throwaway index cache, so test runs leave nothing behind in the temp folder."""
+    shutil.rmtree(TEST_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ FEATURES = (
     "specialised_word",  # the question has a specialised corpus word ("myasthenia", "osteophytes")
     "log_content_words",  # log(1 + number of content words)
     "known_word_share",  # share of content words the corpus or the synonym map knows
+    "topic_log_odds",  # the topic classifier's log-odds that the question is about the corpus (bot.topic)
 )
 
 
@@ -47,6 +48,8 @@ def match_features(result: SearchResult, retriever: Retriever) -> dict[str, floa
         "specialised_word": float(bool(stems & retriever.specialised_stems)),
         "log_content_words": math.log1p(len(content)),
         "known_word_share": len(known) / len(content) if content else 0.0,
+        # 0 (undecided) without a classifier: no off-topic example questions for this corpus
+        "topic_log_odds": retriever.topic.log_odds(retriever.analyzer(result.query.search_text)) if retriever.topic else 0.0,
     }
 
 

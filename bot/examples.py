@@ -1,7 +1,8 @@
 """Example questions: users' own words for what a passage answers, a second signal for retrieval.
 
 An example is {"question", "answer_contains", "section"} (the format of the evaluation set; of a list of
-phrases the first counts, and off-topic lines are skipped). It is tied to the passage of its section
+phrases the first counts). An off-topic example has no phrase ("answer_contains": null): it ties to no
+passage and only teaches the topic classifier (bot.topic) what the corpus is not about. It is tied to the passage of its section
 whose text contains the phrase (to any passage that does, when it names no section); an example that
 fits no passage of the loaded corpus is left out, so the bundled examples never touch an operator's own
 corpus. A question is compared with the examples by TF-IDF cosine over the examples' own vocabulary,
@@ -35,12 +36,16 @@ class ExampleFileError(Exception):
 @dataclass(frozen=True)
 class Example:
     question: str
-    answer_contains: str
+    answer_contains: str | None  # None: an off-topic question
     section: str | None = None
+
+    @property
+    def on_topic(self) -> bool:
+        return self.answer_contains is not None
 
 
 def parse_examples(text: str, label: str) -> list[Example]:
-    """Examples from JSONL text; lines without an answer phrase (off-topic questions) are skipped."""
+    """Examples from JSONL text; a line without an answer phrase is an off-topic example."""
     examples = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -58,8 +63,8 @@ def parse_examples(text: str, label: str) -> list[Example]:
             raise ExampleFileError(
                 f"{label}:{number}: expected {{\"question\": str, \"answer_contains\": str|[str, ...], \"section\": str}}"
             ) from None
-        if phrase and question.strip():
-            examples.append(Example(question, phrase, section))
+        if question.strip() and phrase != "":
+            examples.append(Example(question, phrase or None, section))
     return examples
 
 
@@ -75,6 +80,8 @@ def tie_to_passages(examples: Iterable[Example], passages: Sequence[Passage]) ->
             rows_by_section.setdefault(title, []).append(row)
     tied = []
     for example in examples:
+        if example.answer_contains is None:
+            continue
         needle = example.answer_contains.casefold()
         rows = rows_by_section.get(example.section, []) if example.section else range(len(passages))
         row = next((r for r in rows if needle in passages[r].text.casefold()), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import mmh3
 import numpy as np
@@ -24,6 +26,7 @@ from rapidfuzz.distance import JaroWinkler
 from bot.corpus import CorpusError, Passage
 from bot.examples import EXAMPLES_FILE, Example, ExampleFileError, ExampleIndex, parse_examples
 from bot.text import fold, words
+from bot.topic import TopicClassifier
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,10 @@ PHRASE_ANCHOR_SHARE = 0.05
 EXAMPLE_WEIGHT = 0.8
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
-# Analysed example questions are kept in the index's cache folder, one file per reading of questions.
+# Analysed example questions, and the topic classifier fitted on them, are kept in the index's cache
+# folder, one file each per reading of questions.
 EXAMPLE_TERMS_PREFIX = "example-terms-"
+TOPIC_CLASSIFIER_PREFIX = "topic-classifier-"
 # Index features are hashed into this many columns: no vocabulary in memory, collisions negligible.
 N_FEATURES = 2**21
 INDEX_BATCH = 2000
@@ -393,16 +398,35 @@ class Retriever:
         self._corpus_words_by_initial = _by_initial(self._corpus_words)
         self._known_words_by_initial = _by_initial(self.known_words)
         self._prepare_query_analysis()
-        self._example_terms = self._load_example_terms()
+        cached_terms = self._load_cached(EXAMPLE_TERMS_PREFIX)
+        valid = isinstance(cached_terms, dict) and all(isinstance(v, list) for v in cached_terms.values())
+        self._example_terms: dict[str, list[str]] = cached_terms if valid else {}
         known = len(self._example_terms)
+        self._topic_classifiers: dict[str, TopicClassifier | None] = {}
+        cached_classifier = self._load_cached(TOPIC_CLASSIFIER_PREFIX)
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            classifier = cached_classifier["classifier"]
+            self._topic_classifiers[str(cached_classifier["fingerprint"])] = (
+                TopicClassifier.from_json(classifier) if classifier is not None else None
+            )
         self.use_examples(load_examples() if examples is None else examples)
         if len(self._example_terms) > known:
-            self._save_example_terms()
+            self._save_cached(EXAMPLE_TERMS_PREFIX, self._example_terms)
+        if cached_classifier is None or cached_classifier.get("fingerprint") != self._topic_fingerprint:
+            classifier = self.topic.to_json() if self.topic else None
+            self._save_cached(TOPIC_CLASSIFIER_PREFIX, {"fingerprint": self._topic_fingerprint, "classifier": classifier})
 
     def use_examples(self, examples: list[Example]) -> None:
-        """Index these example questions (those that fit no passage of the corpus are left out)."""
+        """Index these example questions (those that fit no passage of the corpus are left out) and fit
+        the topic classifier on them: the tied ones are on topic, the off-topic ones are not."""
         self.example_list = list(examples)
         self.examples = ExampleIndex.build(self.example_list, self.passages, self.example_terms)
+        on_topic = [self.example_terms(question) for question in self.examples.questions]
+        off_topic = [self.example_terms(e.question) for e in self.example_list if not e.on_topic]
+        self._topic_fingerprint = hashlib.blake2b(json.dumps([on_topic, off_topic]).encode(), digest_size=16).hexdigest()
+        if self._topic_fingerprint not in self._topic_classifiers:
+            self._topic_classifiers[self._topic_fingerprint] = TopicClassifier.fit(on_topic, off_topic)
+        self.topic = self._topic_classifiers[self._topic_fingerprint]
 
     def example_terms(self, question: str) -> list[str]:
         """The terms a question is compared with the examples by: read as a query is read (remembered,
@@ -412,29 +436,28 @@ class Retriever:
             terms = self._example_terms[question] = self.analyzer(self.analyse(question).search_text)
         return terms
 
-    def _example_terms_file(self) -> Path | None:
+    def _cache_file(self, prefix: str) -> Path | None:
         folder = self.state.cache_folder
-        return folder / f"{EXAMPLE_TERMS_PREFIX}{self._reading_key}.json" if folder else None
+        return folder / f"{prefix}{self._reading_key}.json" if folder else None
 
-    def _load_example_terms(self) -> dict[str, list[str]]:
-        path = self._example_terms_file()
+    def _load_cached(self, prefix: str) -> Any:
+        """What _save_cached kept next to the index under this prefix; None if nothing usable is there."""
+        path = self._cache_file(prefix)
         try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else {}
+            return json.loads(path.read_text(encoding="utf-8")) if path and path.is_file() else None
         except (OSError, ValueError):
-            return {}  # unreadable or damaged: read the questions again
-        valid = isinstance(data, dict) and all(isinstance(v, list) for v in data.values())
-        return data if valid else {}
+            return None  # unreadable or damaged: worked out again
 
-    def _save_example_terms(self) -> None:
-        path = self._example_terms_file()
+    def _save_cached(self, prefix: str, data: object) -> None:
+        path = self._cache_file(prefix)
         if path is None:
             return
         try:
             staging = path.with_suffix(".tmp")
-            staging.write_text(json.dumps(self._example_terms, ensure_ascii=False), encoding="utf-8")
+            staging.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
             staging.replace(path)
         except OSError as error:
-            log.warning("could not save the example questions' terms in %s (%s)", path.parent, error)
+            log.warning("could not save %s in %s (%s)", path.name, path.parent, error)
 
     def _prepare_query_analysis(self) -> None:
         """Data for reading questions: real English words, stemmed synonyms, anchors, intents, IDF."""

@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 # Fewer example questions than this on either side: no classifier (its log-odds would be noise).
 MIN_PER_CLASS = 20
@@ -25,13 +26,22 @@ class TopicClassifier:
     weights: dict[str, tuple[float, float]]  # term → (IDF, coefficient)
 
     def log_odds(self, terms: Sequence[str]) -> float:
-        """Log-odds that a question with these analysed terms is on topic (as scikit-learn computes it)."""
-        counts = Counter(term for term in terms if term in self.weights)
-        values = {term: (1.0 + math.log(count)) * self.weights[term][0] for term, count in counts.items()}
+        """Log-odds that a question with these analysed terms is on topic.
+
+        As scikit-learn computes it, except that words the classifier never saw count in the vector's
+        length: "why is my coffee so weak" is less sure to be on topic than "weak".
+        """
+        counts = Counter(terms)
+        values = {term: (1.0 + math.log(count)) * self.weights.get(term, (self.unseen_idf, 0.0))[0] for term, count in counts.items()}
         norm = math.sqrt(sum(v * v for v in values.values()))
         if not norm:
             return self.intercept
-        return self.intercept + sum(v / norm * self.weights[term][1] for term, v in values.items())
+        return self.intercept + sum(v / norm * self.weights[term][1] for term, v in values.items() if term in self.weights)
+
+    @cached_property
+    def unseen_idf(self) -> float:
+        """A word no example question has weighs as much as the rarest one: it dilutes the evidence."""
+        return max((idf for idf, _ in self.weights.values()), default=1.0)
 
     @classmethod
     def fit(cls, on_topic: Sequence[Sequence[str]], off_topic: Sequence[Sequence[str]]) -> TopicClassifier | None:

@@ -28,6 +28,11 @@ def test_its_log_odds_are_those_of_the_fitted_scikit_learn_model() -> None:
         expected = model.decision_function(vectorizer.transform([terms]))[0]
         assert classifier.log_odds(terms) == pytest.approx(expected, abs=1e-4)
     assert classifier.log_odds(["muscles", "weak"]) > 0 > classifier.log_odds(["dinner", "recipe"])
+    # A word it never saw still counts in the vector's length, at the highest IDF: it dilutes the evidence.
+    known = [classifier.weights[t][0] for t in ("weak", "leg")]
+    shrink = math.hypot(*known) / math.hypot(*known, classifier.unseen_idf)
+    expected = model.intercept_[0] + (model.decision_function(vectorizer.transform([["weak", "leg"]]))[0] - model.intercept_[0]) * shrink
+    assert classifier.log_odds(["weak", "leg", "espresso"]) == pytest.approx(expected, abs=1e-4)
 
 
 def test_too_few_questions_on_either_side_give_no_classifier() -> None:

@@ -49,7 +49,7 @@ def match_features(result: SearchResult, retriever: Retriever) -> dict[str, floa
         "log_content_words": math.log1p(len(content)),
         "known_word_share": len(known) / len(content) if content else 0.0,
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus
-        "topic_log_odds": retriever.topic.log_odds(retriever.analyzer(result.query.search_text)) if retriever.topic else 0.0,
+        "topic_log_odds": retriever.topic.log_odds(result.terms) if retriever.topic else 0.0,
     }
 
 

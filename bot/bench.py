@@ -77,11 +77,17 @@ def worker_build(corpus: Path, questions: list[str]) -> dict:
     built = time.perf_counter()
     folder = default_cache_root() / corpus_fingerprint(corpus, index_settings())
     save_index(folder, state.passages, *state_to_files(state))
+    saved = time.perf_counter()
+    # The first start also reads the example questions and fits the topic classifier, and caches both.
+    from bot.chat import Chatbot
+
+    Chatbot.from_corpus(corpus)
     return {
         "passages": len(passages),
         "load_s": loaded - started,
         "build_s": built - loaded,
-        "save_s": time.perf_counter() - built,
+        "save_s": saved - built,
+        "examples_s": time.perf_counter() - saved,
         "peak_mb": peak_memory_mb(),
     }
 
@@ -182,7 +188,7 @@ def bench_scale(label: str, corpus: Path, out) -> dict:
     ratio = serve["p50_ms"] / bm25["p50_ms"]
     print(f"passages                  {build['passages']}", file=out)
     print(f"read + split + merge      {build['load_s']:.2f} s", file=out)
-    print(f"index build               ours {build['build_s']:.2f} s (+ {build['save_s']:.2f} s to save)   bm25s {bm25['build_s']:.2f} s", file=out)
+    print(f"index build               ours {build['build_s']:.2f} s (+ {build['save_s']:.2f} s to save, {build['examples_s']:.2f} s first start)   bm25s {bm25['build_s']:.2f} s", file=out)
     print(f"start-up, cached index    {serve['cached_start_s']:.2f} s in process; `ask` end to end {start:.2f} s", file=out)
     print(
         f"answer latency p50/p95    ours {serve['p50_ms']:.3f}/{serve['p95_ms']:.3f} ms (whole reply path)   "

@@ -35,10 +35,16 @@ BARE_NEGATIONS_RE = re.compile(
 )
 
 
+_WHOLE_CONTRACTIONS_RE = re.compile(r"\b(can't|cannot|won't)\b")
+_NT_RE = re.compile(r"(\w)n't\b")
+
+
 def expand_contractions(text: str) -> str:
     """Spell negative contractions out ("can't", "cant" → "can not"), so negation is one word."""
-    text = re.sub(r"\b(can't|cannot|won't)\b", lambda m: CONTRACTIONS[m.group(1)], text)
-    text = re.sub(r"(\w)n't\b", r"\1 not", text)
+    if "n" not in text and "N" not in text:
+        return text  # every contraction has an "n"
+    text = _WHOLE_CONTRACTIONS_RE.sub(lambda m: CONTRACTIONS[m.group(1)], text)
+    text = _NT_RE.sub(r"\1 not", text)
     return BARE_NEGATIONS_RE.sub(
         lambda m: {"ca": "can", "wo": "will"}.get(m.group(1), m.group(1)) + " not", text
     )

@@ -31,12 +31,13 @@ class TopicClassifier:
         As scikit-learn computes it, except that words the classifier never saw count in the vector's
         length: "why is my coffee so weak" is less sure to be on topic than "weak".
         """
-        counts = Counter(terms)
-        values = {term: (1.0 + math.log(count)) * self.weights.get(term, (self.unseen_idf, 0.0))[0] for term, count in counts.items()}
-        norm = math.sqrt(sum(v * v for v in values.values()))
-        if not norm:
-            return self.intercept
-        return self.intercept + sum(v / norm * self.weights[term][1] for term, v in values.items() if term in self.weights)
+        squares = evidence = 0.0
+        for term, count in Counter(terms).items():
+            idf, coefficient = self.weights.get(term) or (self.unseen_idf, 0.0)
+            value = (1.0 + math.log(count)) * idf
+            squares += value * value
+            evidence += value * coefficient
+        return self.intercept + (evidence / math.sqrt(squares) if squares else 0.0)
 
     @cached_property
     def unseen_idf(self) -> float:

@@ -28,7 +28,7 @@ FEATURES = (
     "specialised_word",  # the question has a specialised corpus word ("myasthenia", "osteophytes")
     "log_content_words",  # log(1 + number of content words)
     "known_word_share",  # share of content words the corpus or the synonym map knows
-    "topic_log_odds",  # the topic classifier's log-odds that the question is about the corpus (bot.topic)
+    "topic_log_odds",  # the topic classifier's log-odds that the question is about the corpus (bot.classifiers)
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -23,10 +22,10 @@ import snowballstemmer
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import JaroWinkler
 
+from bot.classifiers import ExampleModels
 from bot.corpus import CorpusError, Passage
 from bot.examples import EXAMPLES_FILE, Example, ExampleFileError, ExampleIndex, parse_examples
 from bot.text import fold, words
-from bot.topic import TopicClassifier
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +67,18 @@ EXAMPLE_WEIGHT = 1.5
 # A passage also gets this share of its second-closest example's similarity: two close examples are
 # surer evidence than one (cross-validated on dev, top-1 0.880 -> 0.889).
 RUNNER_UP_SHARE = 0.5
+# Weight of the passage classifier's decision value (bot.classifiers) for a candidate passage.
+PASSAGE_CLASSIFIER_WEIGHT = 0.8
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
 DATA_DIR_VARIABLE = "BOT_DATA_DIR"
-# Analysed example questions, and the topic classifier fitted on them, are kept in the index's cache
+# Analysed example questions, and the classifiers fitted on them, are kept in the index's cache
 # folder, one file each per reading of questions.
 EXAMPLE_TERMS_PREFIX = "example-terms-"
-TOPIC_CLASSIFIER_PREFIX = "topic-classifier-"
+EXAMPLE_MODELS_PREFIX = "example-models-"
+# Classifiers fitted in this process, by the fingerprint of their example questions (cross-validation
+# fits one per fold; each is fitted once).
+MAX_REMEMBERED_MODELS = 8
+_FITTED_MODELS: dict[str, ExampleModels] = {}
 # Index features are hashed into this many columns: no vocabulary in memory, collisions negligible.
 N_FEATURES = 2**21
 INDEX_BATCH = 2000
@@ -407,31 +412,33 @@ class Retriever:
         valid = isinstance(cached_terms, dict) and all(isinstance(v, list) for v in cached_terms.values())
         self._example_terms: dict[str, list[str]] = cached_terms if valid else {}
         known = len(self._example_terms)
-        self._topic_classifiers: dict[str, TopicClassifier | None] = {}
-        cached_classifier = self._load_cached(TOPIC_CLASSIFIER_PREFIX)
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            classifier = cached_classifier["classifier"]
-            self._topic_classifiers[str(cached_classifier["fingerprint"])] = (
-                TopicClassifier.from_json(classifier) if classifier is not None else None
-            )
+        saved_models = self._load_example_models()
+        if saved_models:
+            _FITTED_MODELS[saved_models.fingerprint] = saved_models
         self.use_examples(load_examples() if examples is None else examples)
         if len(self._example_terms) > known:
             self._save_cached(EXAMPLE_TERMS_PREFIX, self._example_terms)
-        if cached_classifier is None or cached_classifier.get("fingerprint") != self._topic_fingerprint:
-            classifier = self.topic.to_json() if self.topic else None
-            self._save_cached(TOPIC_CLASSIFIER_PREFIX, {"fingerprint": self._topic_fingerprint, "classifier": classifier})
+        if not saved_models or saved_models.fingerprint != self.example_models.fingerprint:
+            self._save_example_models()
 
     def use_examples(self, examples: list[Example]) -> None:
         """Index these example questions (those that fit no passage of the corpus are left out) and fit
-        the topic classifier on them: the tied ones are on topic, the off-topic ones are not."""
+        the classifiers on them (bot.classifiers): fitted once per set of examples, then remembered."""
         self.example_list = list(examples)
         self.examples = ExampleIndex.build(self.example_list, self.passages, self.example_terms)
         on_topic = [self.example_terms(question) for question in self.examples.questions]
+        rows = self.examples.rows.tolist()
         off_topic = [self.example_terms(e.question) for e in self.example_list if not e.on_topic]
-        self._topic_fingerprint = hashlib.blake2b(json.dumps([on_topic, off_topic]).encode(), digest_size=16).hexdigest()
-        if self._topic_fingerprint not in self._topic_classifiers:
-            self._topic_classifiers[self._topic_fingerprint] = TopicClassifier.fit(on_topic, off_topic)
-        self.topic = self._topic_classifiers[self._topic_fingerprint]
+        fingerprint = hashlib.blake2b(json.dumps([on_topic, rows, off_topic]).encode(), digest_size=16).hexdigest()
+        models = _FITTED_MODELS.get(fingerprint)
+        if models is None:
+            models = ExampleModels.fit(fingerprint, on_topic, rows, off_topic)
+            while len(_FITTED_MODELS) >= MAX_REMEMBERED_MODELS:
+                del _FITTED_MODELS[next(iter(_FITTED_MODELS))]
+            _FITTED_MODELS[fingerprint] = models
+        self.example_models = models
+        self.topic = models.topic
+        self.passage_classifier = models.passages
 
     def example_terms(self, question: str) -> list[str]:
         """The terms a question is compared with the examples by: read as a query is read (remembered,
@@ -441,9 +448,28 @@ class Retriever:
             terms = self._example_terms[question] = self.analyzer(self.analyse(question).search_text)
         return terms
 
-    def _cache_file(self, prefix: str) -> Path | None:
+    def _cache_file(self, prefix: str, suffix: str = ".json") -> Path | None:
         folder = self.state.cache_folder
-        return folder / f"{prefix}{self._reading_key}.json" if folder else None
+        return folder / f"{prefix}{self._reading_key}{suffix}" if folder else None
+
+    def _load_example_models(self) -> ExampleModels | None:
+        path = self._cache_file(EXAMPLE_MODELS_PREFIX, ".npz")
+        try:
+            return ExampleModels.load(path) if path and path.is_file() else None
+        except (OSError, ValueError, EOFError) as error:
+            log.debug("fitting the example classifiers again: %s is unusable (%s)", path, error)
+            return None
+
+    def _save_example_models(self) -> None:
+        path = self._cache_file(EXAMPLE_MODELS_PREFIX, ".npz")
+        if path is None:
+            return
+        try:
+            staging = path.with_suffix(".tmp")
+            self.example_models.save(staging)
+            staging.replace(path)
+        except OSError as error:
+            log.warning("could not save %s in %s (%s)", path.name, path.parent, error)
 
     def _load_cached(self, prefix: str) -> Any:
         """What _save_cached kept next to the index under this prefix; None if nothing usable is there."""
@@ -599,6 +625,10 @@ class Retriever:
         if len(candidates) > depth:
             candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
+        if self.passage_classifier is not None:  # its say on the candidates it has a class for
+            classes, known = _positions_in(self.passage_classifier.rows, order)
+            values = self.passage_classifier.decision_values(query_terms)[classes]
+            scores[order[known]] += np.float32(PASSAGE_CLASSIFIER_WEIGHT) * values[known].astype(np.float32)
         # Which query terms each hit contains, and where its closest example is, if it has one.
         contains = np.zeros((len(order), len(postings)), dtype=bool)
         for j, rows in enumerate(postings):

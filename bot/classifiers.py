@@ -1,0 +1,180 @@
+"""Linear models fitted on the example questions (with scikit-learn) and applied from their weights.
+
+- `TopicClassifier`: is a question about the corpus's subject at all? Logistic regression, with the
+  example questions tied to a passage as on topic and the off-topic ones ("lemon drizzle cake recipe")
+  as not. It learns which words mark a question about something else ("recipe", "tyre", "diet") as well
+  as which mark one about this corpus. Its log-odds are one feature of the answer-or-decline model
+  (bot.abstention); it never ranks passages.
+- `PassageClassifier`: which passage do questions worded like this one ask about? A linear SVM, one
+  class per passage that has example questions. Its decision values are added to the scores of the
+  passages being re-ranked; replies still quote only the corpus.
+
+Both read a question as the example index does: analysed terms, TF-IDF with sublinear term frequency,
+unit length. Applying them needs only the weights, so a fitted pair is cached next to the index as
+plain arrays (.npz, no pickle).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+# Fewer example questions than this on either side: no topic classifier (its log-odds would be noise).
+MIN_PER_CLASS = 20
+TOPIC_REGULARISATION = 1.0  # scikit-learn's C
+PASSAGE_REGULARISATION = 1.0
+# At least this many on-topic examples, over at least two passages, for a passage classifier.
+MIN_PASSAGE_EXAMPLES = 20
+
+
+@dataclass(frozen=True, eq=False)
+class _TermSpace:
+    """A TF-IDF vocabulary: term → column, and each column's IDF."""
+
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+
+    @cached_property
+    def unseen_idf(self) -> float:
+        return float(self.idf.max()) if len(self.idf) else 1.0
+
+    def vector(self, terms: Sequence[str], dilute: bool = False) -> tuple[list[int], np.ndarray]:
+        """(columns, unit-length weights) of a question's known terms. With `dilute`, terms the
+        vocabulary lacks still count in the length, at the highest IDF, so they weaken the evidence."""
+        columns, values, squares = [], [], 0.0
+        unseen_idf = self.unseen_idf
+        for term, count in Counter(terms).items():
+            column = self.vocabulary.get(term)
+            weight = (1.0 + math.log(count)) * (float(self.idf[column]) if column is not None else unseen_idf)
+            if column is not None:
+                columns.append(column)
+                values.append(weight)
+                squares += weight * weight
+            elif dilute:
+                squares += weight * weight
+        norm = math.sqrt(squares) or 1.0
+        return columns, np.asarray(values, dtype=np.float64) / norm
+
+    @staticmethod
+    def fitted(documents: Sequence[Sequence[str]]):
+        """(TF-IDF matrix, term space) of analysed documents, as scikit-learn builds them."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = TfidfVectorizer(analyzer=list, sublinear_tf=True)
+        matrix = vectorizer.fit_transform(documents)
+        return matrix, _TermSpace(dict(vectorizer.vocabulary_), vectorizer.idf_.astype(np.float64))
+
+
+@dataclass(frozen=True, eq=False)
+class TopicClassifier:
+    terms: _TermSpace
+    coefficients: np.ndarray  # one per column
+    intercept: float
+
+    def log_odds(self, terms: Sequence[str]) -> float:
+        """Log-odds that a question with these analysed terms is on topic ("why is my coffee so weak" is
+        less sure than "weak": words the classifier never saw dilute the evidence)."""
+        columns, values = self.terms.vector(terms, dilute=True)
+        return self.intercept + float(values @ self.coefficients[columns]) if columns else self.intercept
+
+    @classmethod
+    def fit(cls, on_topic: Sequence[Sequence[str]], off_topic: Sequence[Sequence[str]]) -> TopicClassifier | None:
+        """Fitted on the analysed terms of on- and off-topic questions; None with too few of either."""
+        if min(len(on_topic), len(off_topic)) < MIN_PER_CLASS:
+            return None
+        from sklearn.linear_model import LogisticRegression
+
+        matrix, space = _TermSpace.fitted([*on_topic, *off_topic])
+        labels = [True] * len(on_topic) + [False] * len(off_topic)
+        model = LogisticRegression(C=TOPIC_REGULARISATION, class_weight="balanced", max_iter=5000).fit(matrix, labels)
+        return cls(space, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+
+
+@dataclass(frozen=True, eq=False)
+class PassageClassifier:
+    terms: _TermSpace
+    coefficients: np.ndarray  # classes × columns
+    intercepts: np.ndarray  # one per class
+    rows: np.ndarray  # the passage row of each class, ascending
+
+    def decision_values(self, terms: Sequence[str]) -> np.ndarray:
+        """Each class's decision value for a question (higher: more like that passage's examples)."""
+        columns, values = self.terms.vector(terms)
+        return self.intercepts + (self.coefficients[:, columns] @ values if columns else 0.0)
+
+    @classmethod
+    def fit(cls, questions: Sequence[Sequence[str]], rows: Sequence[int]) -> PassageClassifier | None:
+        """Fitted on the analysed terms of example questions and their passage rows; None with too few."""
+        if len(questions) < MIN_PASSAGE_EXAMPLES or len(set(rows)) < 2:
+            return None
+        from sklearn.svm import LinearSVC
+
+        matrix, space = _TermSpace.fitted(questions)
+        model = LinearSVC(C=PASSAGE_REGULARISATION, random_state=0).fit(matrix, list(rows))
+        coefficients, intercepts = model.coef_, model.intercept_
+        if len(model.classes_) == 2:  # scikit-learn keeps one column for two classes: spell both out
+            coefficients, intercepts = np.vstack([-coefficients, coefficients]), np.r_[-intercepts, intercepts]
+        return cls(space, coefficients.astype(np.float32), intercepts.astype(np.float64), model.classes_.astype(np.int64))
+
+
+@dataclass(frozen=True, eq=False)
+class ExampleModels:
+    """The classifiers fitted on one set of example questions, and the fingerprint of that set."""
+
+    fingerprint: str
+    topic: TopicClassifier | None
+    passages: PassageClassifier | None
+
+    @classmethod
+    def fit(
+        cls, fingerprint: str, on_topic: Sequence[Sequence[str]], rows: Sequence[int], off_topic: Sequence[Sequence[str]]
+    ) -> ExampleModels:
+        return cls(fingerprint, TopicClassifier.fit(on_topic, off_topic), PassageClassifier.fit(on_topic, rows))
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {"fingerprint": np.array(self.fingerprint)}
+        if self.topic:
+            arrays |= _space_arrays("topic", self.topic.terms)
+            arrays |= {"topic_coefficients": self.topic.coefficients, "topic_intercept": np.array(self.topic.intercept)}
+        if self.passages:
+            arrays |= _space_arrays("passage", self.passages.terms)
+            arrays |= {
+                "passage_coefficients": self.passages.coefficients,
+                "passage_intercepts": self.passages.intercepts,
+                "passage_rows": self.passages.rows,
+            }
+        with path.open("wb") as file:
+            np.savez(file, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> ExampleModels:
+        """The models save() wrote; ValueError (or OSError) when the file is not such a pair."""
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        try:
+            topic = passages = None
+            if "topic_terms" in arrays:
+                topic = TopicClassifier(_space(arrays, "topic"), arrays["topic_coefficients"], float(arrays["topic_intercept"]))
+            if "passage_terms" in arrays:
+                passages = PassageClassifier(
+                    _space(arrays, "passage"), arrays["passage_coefficients"], arrays["passage_intercepts"], arrays["passage_rows"]
+                )
+            return cls(str(arrays["fingerprint"]), topic, passages)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not saved example models ({error})") from None
+
+
+def _space_arrays(prefix: str, space: _TermSpace) -> dict[str, np.ndarray]:
+    terms = sorted(space.vocabulary, key=space.vocabulary.__getitem__)
+    return {f"{prefix}_terms": np.array(terms, dtype=str), f"{prefix}_idf": space.idf}
+
+
+def _space(arrays: dict[str, np.ndarray], prefix: str) -> _TermSpace:
+    terms = arrays[f"{prefix}_terms"].tolist()
+    return _TermSpace({term: column for column, term in enumerate(terms)}, arrays[f"{prefix}_idf"])

@@ -1,0 +1,112 @@
+"""The classifiers fitted on the example questions: applied from their weights, cached with the index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bot.chat import Chatbot
+from bot.classifiers import MIN_PER_CLASS, ExampleModels, PassageClassifier, TopicClassifier
+from bot.corpus import Passage
+from bot.examples import Example
+from bot.retrieval import Retriever
+
+ON = [f"why are my {part} muscles weak {n}".split() for n, part in enumerate(["leg", "arm", "neck", "hand"] * 8)]
+OFF = [f"best {dish} recipe for dinner {n}".split() for n, dish in enumerate(["cake", "soup", "pasta", "fish"] * 8)]
+ROWS = [n % 4 * 10 for n in range(len(ON))]  # leg → 0, arm → 10, neck → 20, hand → 30
+
+
+def _sklearn_tfidf(documents):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(analyzer=list, sublinear_tf=True)
+    return vectorizer, vectorizer.fit_transform(documents)
+
+
+def test_topic_log_odds_are_those_of_the_fitted_scikit_learn_model() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    classifier = TopicClassifier.fit(ON, OFF)
+    vectorizer, matrix = _sklearn_tfidf(ON + OFF)
+    model = LogisticRegression(class_weight="balanced", max_iter=5000).fit(matrix, [1] * 32 + [0] * 32)
+    for terms in (["weak", "leg"], ["cake", "recipe", "recipe"], ["weak", "soup"], []):
+        expected = model.decision_function(vectorizer.transform([terms]))[0]
+        assert classifier.log_odds(terms) == pytest.approx(expected, abs=1e-6)
+    assert classifier.log_odds(["muscles", "weak"]) > 0 > classifier.log_odds(["dinner", "recipe"])
+    # A word it never saw still counts in the vector's length, at the highest IDF: it dilutes the evidence.
+    known = [classifier.terms.idf[classifier.terms.vocabulary[t]] for t in ("weak", "leg")]
+    shrink = np.hypot(*known) / np.sqrt(sum(k * k for k in known) + classifier.terms.unseen_idf**2)
+    evidence = model.decision_function(vectorizer.transform([["weak", "leg"]]))[0] - model.intercept_[0]
+    assert classifier.log_odds(["weak", "leg", "espresso"]) == pytest.approx(model.intercept_[0] + evidence * shrink, abs=1e-6)
+
+
+def test_passage_decision_values_are_those_of_the_fitted_linear_svm() -> None:
+    from sklearn.svm import LinearSVC
+
+    classifier = PassageClassifier.fit(ON, ROWS)
+    vectorizer, matrix = _sklearn_tfidf(ON)
+    model = LinearSVC(random_state=0).fit(matrix, ROWS)
+    assert classifier.rows.tolist() == [0, 10, 20, 30]
+    for terms in (["weak", "neck"], ["arm", "arm", "unknown"], []):
+        expected = model.decision_function(vectorizer.transform([terms]))[0]
+        assert classifier.decision_values(terms) == pytest.approx(expected, abs=1e-5)
+    assert classifier.rows[np.argmax(classifier.decision_values(["neck", "muscles"]))] == 20
+    # two classes: scikit-learn keeps one column, the classifier spells out both
+    two = PassageClassifier.fit(ON, [row % 20 for row in ROWS])
+    assert two.rows.tolist() == [0, 10] and two.rows[np.argmax(two.decision_values(["arm"]))] == 10
+
+
+def test_too_few_questions_give_no_classifier() -> None:
+    assert TopicClassifier.fit(ON, OFF[: MIN_PER_CLASS - 1]) is None
+    assert TopicClassifier.fit([], OFF) is None
+    assert PassageClassifier.fit(ON[:5], ROWS[:5]) is None
+    assert PassageClassifier.fit(ON, [7] * len(ON)) is None  # one passage only: nothing to tell apart
+
+
+def test_saved_models_load_the_same(tmp_path) -> None:
+    models = ExampleModels.fit("abc", ON, ROWS, OFF)
+    models.save(tmp_path / "m.npz")
+    loaded = ExampleModels.load(tmp_path / "m.npz")
+    assert loaded.fingerprint == "abc"
+    for terms in (["weak", "leg"], ["cake", "espresso"]):
+        assert loaded.topic.log_odds(terms) == pytest.approx(models.topic.log_odds(terms))
+        assert loaded.passages.decision_values(terms) == pytest.approx(models.passages.decision_values(terms))
+    ExampleModels.fit("none", ON[:3], ROWS[:3], []).save(tmp_path / "n.npz")
+    empty = ExampleModels.load(tmp_path / "n.npz")
+    assert (empty.fingerprint, empty.topic, empty.passages) == ("none", None, None)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises((ValueError, OSError)):
+        ExampleModels.load(tmp_path / "bad.npz")
+
+
+def test_the_bundled_examples_teach_the_topic_and_the_passages(chatbot: Chatbot) -> None:
+    retriever = chatbot.retriever
+    terms = lambda q: retriever.analyzer(retriever.analyse(q).search_text)  # noqa: E731
+    assert retriever.topic.log_odds(terms("why do my legs feel weak after a walk")) > 0
+    assert retriever.topic.log_odds(terms("lemon drizzle cake recipe")) < 0
+    classifier = retriever.passage_classifier
+    best = classifier.rows[np.argmax(classifier.decision_values(terms("lou gehrig's disease life expectancy")))]
+    assert "amyotrophic" in chatbot.passages[best].text.casefold() or "als" in chatbot.passages[best].section.casefold()
+
+
+def test_a_corpus_with_no_off_topic_examples_has_no_topic_classifier(passages: list[Passage]) -> None:
+    first = passages[0]
+    phrase = first.text[:30]
+    retriever = Retriever(passages, examples=[Example(f"question {n} on weakness", phrase, first.section) for n in range(30)])
+    assert len(retriever.examples) == 30 and retriever.topic is None
+    assert retriever.passage_classifier is None  # one passage: nothing to tell apart
+
+
+def test_the_fitted_classifiers_are_cached_with_the_index(tmp_path, monkeypatch) -> None:
+    import bot.classifiers
+    import bot.retrieval
+
+    monkeypatch.setenv("BOT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(bot.retrieval, "_FITTED_MODELS", {})
+    first = Chatbot.from_corpus("corpus").retriever.example_models
+    [saved] = tmp_path.rglob("example-models-*.npz")
+    monkeypatch.setattr(bot.retrieval, "_FITTED_MODELS", {})  # as in a new process
+    monkeypatch.setattr(bot.classifiers.ExampleModels, "fit", classmethod(lambda *a: pytest.fail("fitted again")))
+    again = Chatbot.from_corpus("corpus").retriever.example_models
+    assert again.fingerprint == first.fingerprint and saved.is_file()
+    assert again.topic.log_odds(["weak"]) == pytest.approx(first.topic.log_odds(["weak"]))

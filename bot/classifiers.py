@@ -108,6 +108,16 @@ class PassageClassifier:
         columns, values = self.terms.vector(terms)
         return self.intercepts + (self.coefficients[:, columns] @ values if columns else 0.0)
 
+    def decision_values_for(self, rows: Sequence[int], terms: Sequence[str]) -> list[float]:
+        """The decision value of each of these passage rows (0 for a passage without a class)."""
+        values = self.decision_values(terms).tolist()
+        class_of = self._class_of
+        return [values[class_of[row]] if row in class_of else 0.0 for row in rows]
+
+    @cached_property
+    def _class_of(self) -> dict[int, int]:
+        return {row: number for number, row in enumerate(self.rows.tolist())}
+
     @classmethod
     def fit(cls, questions: Sequence[Sequence[str]], rows: Sequence[int]) -> PassageClassifier | None:
         """Fitted on the analysed terms of example questions and their passage rows; None with too few."""

@@ -150,13 +150,12 @@ class ExampleIndex:
 
     def nearest(self, terms: list[str]) -> dict[int, tuple[float, int]]:
         """Passage row → (cosine of its closest example, that example's number), for examples sharing a term."""
-        rows, similarities, numbers, _ = self.nearest_arrays(terms)
+        rows, similarities, numbers = self.nearest_arrays(terms)
         return {int(r): (float(s), int(n)) for r, s, n in zip(rows, similarities, numbers)}
 
-    def nearest_arrays(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(passage rows in ascending order, cosine of each one's closest example, that example's number,
-        cosine of its second-closest example)."""
-        empty = (np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int64), np.empty(0, np.float32))
+    def nearest_arrays(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(passage rows in ascending order, cosine of each one's closest example, that example's number)."""
+        empty = (np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int64))
         if not len(self.rows) or not terms:
             return empty
         counts: dict[str, int] = {}
@@ -175,8 +174,7 @@ class ExampleIndex:
         best = np.maximum.reduceat(similarities, self._segment_starts)
         # The first example of each passage that reaches its segment's maximum.
         at_best = np.flatnonzero(similarities == np.repeat(best, self._segment_lengths))
-        numbers = at_best[np.r_[True, self.rows[at_best][1:] != self.rows[at_best][:-1]]]
-        similarities[numbers] = 0.0  # each passage's closest example set aside: the best of the rest
-        runner_up = np.maximum.reduceat(similarities, self._segment_starts)
+        rows_at_best = self.rows[at_best]
+        numbers = at_best[np.concatenate(([True], rows_at_best[1:] != rows_at_best[:-1]))]
         kept = best > 0
-        return self._segment_rows[kept], best[kept], numbers[kept], runner_up[kept]
+        return self._segment_rows[kept], best[kept], numbers[kept]

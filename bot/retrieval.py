@@ -64,9 +64,6 @@ DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
 PHRASE_ANCHOR_SHARE = 0.05
 # Weight of the similarity to the closest example question (bot/data/example_questions.jsonl).
 EXAMPLE_WEIGHT = 1.5
-# A passage also gets this share of its second-closest example's similarity: two close examples are
-# surer evidence than one (cross-validated on dev, top-1 0.880 -> 0.889).
-RUNNER_UP_SHARE = 0.5
 # Weight of the passage classifier's decision value (bot.classifiers) for a candidate passage.
 PASSAGE_CLASSIFIER_WEIGHT = 0.8
 # A folder whose .toml files replace the bundled ones of the same name (synonyms, red flags, messages).
@@ -255,6 +252,7 @@ def content_words(tokens: list[str] | tuple[str, ...]) -> list[str]:
 BRITISH_ISE_RE = re.compile(r"is(e|ed|es|ing|ation|ations)$")
 
 
+@lru_cache(maxsize=65536)
 def _american(word: str) -> str:
     """British -ise spellings as -ize ("paralysed" stays, "generalised" → "generalized"), on both sides."""
     return BRITISH_ISE_RE.sub(r"iz\1", word) if len(word) > 6 else word
@@ -347,6 +345,19 @@ def _positions_in(sorted_rows: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray
         return np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=bool)
     at = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
     return at, sorted_rows[at] == rows
+
+
+def _contains(postings: list[np.ndarray], rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """(rows × postings) booleans: whether each row is in each sorted posting list. One binary search
+    over all the lists at once, each list's rows offset by its number times the row count."""
+    if not postings:
+        return np.zeros((len(rows), 0), dtype=bool)
+    numbers = np.arange(len(postings), dtype=np.int64) * n_rows
+    keys = np.concatenate(postings).astype(np.int64) + np.repeat(numbers, [len(p) for p in postings])
+    wanted = rows.astype(np.int64)[:, np.newaxis] + numbers[np.newaxis, :]
+    if not len(keys):
+        return np.zeros(wanted.shape, dtype=bool)
+    return keys[np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)] == wanted
 
 
 def _by_initial(words_: frozenset[str] | set[str]) -> dict[str, list[str]]:
@@ -605,7 +616,7 @@ class Retriever:
         query = self.analyse(question)
         query_terms = self.analyzer(query.search_text)
         columns, weights, terms = self.query_vector(query_terms)
-        example_rows, example_similarities, example_numbers, runner_up = self.examples.nearest_arrays(query_terms)
+        example_rows, example_similarities, example_numbers = self.examples.nearest_arrays(query_terms)
         if not len(columns) and not len(example_rows):
             return SearchResult(query, (), tuple(query_terms))
         # Scores straight from the column-major index: a question has few terms, so walking their
@@ -617,7 +628,7 @@ class Retriever:
             rows = indices[indptr[column] : indptr[column + 1]]
             scores[rows] += weight * data[indptr[column] : indptr[column + 1]]
             postings.append(rows)
-        scores[example_rows] += np.float32(EXAMPLE_WEIGHT) * (example_similarities + np.float32(RUNNER_UP_SHARE) * runner_up)
+        scores[example_rows] += np.float32(EXAMPLE_WEIGHT) * example_similarities
         candidates = np.flatnonzero(scores > 0)
         if not len(candidates):
             return SearchResult(query, (), tuple(query_terms))
@@ -625,21 +636,19 @@ class Retriever:
         if len(candidates) > depth:
             candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
-        if self.passage_classifier is not None:  # its say on the candidates it has a class for
-            classes, known = _positions_in(self.passage_classifier.rows, order)
-            values = self.passage_classifier.decision_values(query_terms)[classes]
-            scores[order[known]] += np.float32(PASSAGE_CLASSIFIER_WEIGHT) * values[known].astype(np.float32)
+        rows = order.tolist()
+        # The passage classifier's say on the candidates (0 for a passage it has no class for).
+        classifier = self.passage_classifier
+        said = classifier.decision_values_for(rows, query_terms) if classifier is not None else [0.0] * len(rows)
         # Which query terms each hit contains, and where its closest example is, if it has one.
-        contains = np.zeros((len(order), len(postings)), dtype=bool)
-        for j, rows in enumerate(postings):
-            contains[:, j] = _positions_in(rows, order)[1]
+        contains = _contains(postings, order, len(self.passages))
         at, has_example = _positions_in(example_rows, order)
         hits = []
-        for i, row_terms, n, found in zip(order.tolist(), contains.tolist(), at.tolist(), has_example.tolist()):
+        for i, row_terms, n, found, value in zip(rows, contains.tolist(), at.tolist(), has_example.tolist(), said):
             hits.append(
                 Hit(
                     self.passages[i],
-                    float(scores[i]),
+                    float(scores[i]) + PASSAGE_CLASSIFIER_WEIGHT * value,
                     tuple(sorted({term for term, present in zip(terms, row_terms) if present})),
                     example=self.examples.questions[example_numbers[n]] if found else None,
                     example_similarity=float(example_similarities[n]) if found else 0.0,

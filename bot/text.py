@@ -37,12 +37,13 @@ BARE_NEGATIONS_RE = re.compile(
 
 _WHOLE_CONTRACTIONS_RE = re.compile(r"\b(can't|cannot|won't)\b")
 _NT_RE = re.compile(r"(\w)n't\b")
+_ANY_CONTRACTION_RE = re.compile(r"n't|cannot|" + BARE_NEGATIONS_RE.pattern)
 
 
 def expand_contractions(text: str) -> str:
     """Spell negative contractions out ("can't", "cant" → "can not"), so negation is one word."""
-    if "n" not in text and "N" not in text:
-        return text  # every contraction has an "n"
+    if not _ANY_CONTRACTION_RE.search(text):
+        return text  # the common case: one scan instead of three substitutions
     text = _WHOLE_CONTRACTIONS_RE.sub(lambda m: CONTRACTIONS[m.group(1)], text)
     text = _NT_RE.sub(r"\1 not", text)
     return BARE_NEGATIONS_RE.sub(

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 ABSTENTION_FILE = "abstention.toml"
 FEATURES = (
-    "top_score",  # final score of the best passage
+    "top_score",  # final score of the best passage, without the passage classifiers' say
+    "classifier_score",  # the passage classifiers' say on it (bot.classifiers)
     "top_coverage",  # IDF-weighted share of the question's words it contains
     "example_similarity",  # cosine of its closest example question
     "margin",  # its lead over the runner-up
@@ -41,7 +42,8 @@ def match_features(result: SearchResult, retriever: Retriever) -> dict[str, floa
     known = [w for w in content if w in retriever.known_words or stem(w) in retriever.known_stems]
     stems = {stem(w) for w in result.query.words}
     return {
-        "top_score": top.score,
+        "top_score": top.score - top.classifier_score,
+        "classifier_score": top.classifier_score,
         "top_coverage": top.coverage,
         "example_similarity": top.example_similarity,
         "margin": top.score - hits[1].score if len(hits) > 1 else top.score,

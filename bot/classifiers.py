@@ -6,24 +6,28 @@
   as which mark one about this corpus. Its log-odds are one feature of the answer-or-decline model
   (bot.abstention); it never ranks passages.
 - `PassageClassifier`: which passage do questions worded like this one ask about? A linear SVM, one
-  class per passage that has example questions. Its decision values are added to the scores of the
-  passages being re-ranked; replies still quote only the corpus.
+  class per passage that has example questions. There are two: one reads the analysed terms (lay words
+  mapped, typos corrected), one reads how the question is spelt, as four-letter pieces of its words
+  (`spelling_pieces`), which copes with the misspellings no correction catches ("myastenia", "gillian
+  barr"). Their decision values are added to the scores of the passages being re-ranked; replies
+  still quote only the corpus.
 
-Both read a question as the example index does: analysed terms, TF-IDF with sublinear term frequency,
-unit length. Applying them needs only the weights, so a fitted pair is cached next to the index as
-plain arrays (.npz, no pickle).
+All read TF-IDF vectors with sublinear term frequency and unit length. Applying them needs only the
+weights, so the fitted models are cached next to the index as plain arrays (.npz, no pickle).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+
+from bot.text import words
 
 # Fewer example questions than this on either side: no topic classifier (its log-odds would be noise).
 MIN_PER_CLASS = 20
@@ -31,6 +35,18 @@ TOPIC_REGULARISATION = 1.0  # scikit-learn's C
 PASSAGE_REGULARISATION = 1.0
 # At least this many on-topic examples, over at least two passages, for a passage classifier.
 MIN_PASSAGE_EXAMPLES = 20
+SPELLING_PIECE = 4  # letters per piece of a word that the spelling classifier reads
+SPELLING_MIN_QUESTIONS = 2  # a piece in fewer example questions than this is left out
+
+
+def spelling_pieces(text: str) -> list[str]:
+    """The overlapping four-letter pieces of each word, the word padded with a space on both sides
+    ("weak" → " wea", "weak", "eak "); a shorter padded word is one piece."""
+    pieces = []
+    for word in words(text):
+        padded = f" {word} "
+        pieces.extend(padded[i : i + SPELLING_PIECE] for i in range(max(1, len(padded) - SPELLING_PIECE + 1)))
+    return pieces
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,11 +78,11 @@ class _TermSpace:
         return columns, np.asarray(values, dtype=np.float64) / norm
 
     @staticmethod
-    def fitted(documents: Sequence[Sequence[str]]):
+    def fitted(documents: Sequence[Sequence[str]], min_df: int = 1):
         """(TF-IDF matrix, term space) of analysed documents, as scikit-learn builds them."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        vectorizer = TfidfVectorizer(analyzer=list, sublinear_tf=True)
+        vectorizer = TfidfVectorizer(analyzer=list, sublinear_tf=True, min_df=min_df)
         matrix = vectorizer.fit_transform(documents)
         return matrix, _TermSpace(dict(vectorizer.vocabulary_), vectorizer.idf_.astype(np.float64))
 
@@ -119,13 +135,13 @@ class PassageClassifier:
         return {row: number for number, row in enumerate(self.rows.tolist())}
 
     @classmethod
-    def fit(cls, questions: Sequence[Sequence[str]], rows: Sequence[int]) -> PassageClassifier | None:
-        """Fitted on the analysed terms of example questions and their passage rows; None with too few."""
+    def fit(cls, questions: Sequence[Sequence[str]], rows: Sequence[int], min_df: int = 1) -> PassageClassifier | None:
+        """Fitted on the terms of example questions and their passage rows; None with too few."""
         if len(questions) < MIN_PASSAGE_EXAMPLES or len(set(rows)) < 2:
             return None
         from sklearn.svm import LinearSVC
 
-        matrix, space = _TermSpace.fitted(questions)
+        matrix, space = _TermSpace.fitted(questions, min_df)
         model = LinearSVC(C=PASSAGE_REGULARISATION, random_state=0).fit(matrix, list(rows))
         coefficients, intercepts = model.coef_, model.intercept_
         if len(model.classes_) == 2:  # scikit-learn keeps one column for two classes: spell both out
@@ -139,26 +155,41 @@ class ExampleModels:
 
     fingerprint: str
     topic: TopicClassifier | None
-    passages: PassageClassifier | None
+    passages: PassageClassifier | None  # reads analysed terms
+    spelling: PassageClassifier | None  # reads spelling_pieces
 
     @classmethod
     def fit(
-        cls, fingerprint: str, on_topic: Sequence[Sequence[str]], rows: Sequence[int], off_topic: Sequence[Sequence[str]]
+        cls,
+        fingerprint: str,
+        on_topic: Sequence[str],
+        rows: Sequence[int],
+        off_topic: Sequence[str],
+        terms_of: Callable[[str], Sequence[str]],
     ) -> ExampleModels:
-        return cls(fingerprint, TopicClassifier.fit(on_topic, off_topic), PassageClassifier.fit(on_topic, rows))
+        """Fitted on on-topic questions with their passage rows, and off-topic questions."""
+        on_terms, off_terms = [terms_of(q) for q in on_topic], [terms_of(q) for q in off_topic]
+        pieces = [spelling_pieces(q) for q in on_topic]
+        return cls(
+            fingerprint,
+            TopicClassifier.fit(on_terms, off_terms),
+            PassageClassifier.fit(on_terms, rows),
+            PassageClassifier.fit(pieces, rows, min_df=SPELLING_MIN_QUESTIONS),
+        )
 
     def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {"fingerprint": np.array(self.fingerprint)}
         if self.topic:
             arrays |= _space_arrays("topic", self.topic.terms)
             arrays |= {"topic_coefficients": self.topic.coefficients, "topic_intercept": np.array(self.topic.intercept)}
-        if self.passages:
-            arrays |= _space_arrays("passage", self.passages.terms)
-            arrays |= {
-                "passage_coefficients": self.passages.coefficients,
-                "passage_intercepts": self.passages.intercepts,
-                "passage_rows": self.passages.rows,
-            }
+        for prefix, classifier in (("passage", self.passages), ("spelling", self.spelling)):
+            if classifier:
+                arrays |= _space_arrays(prefix, classifier.terms)
+                arrays |= {
+                    f"{prefix}_coefficients": classifier.coefficients,
+                    f"{prefix}_intercepts": classifier.intercepts,
+                    f"{prefix}_rows": classifier.rows,
+                }
         with path.open("wb") as file:
             np.savez(file, **arrays)
 
@@ -167,15 +198,18 @@ class ExampleModels:
         """The models save() wrote; ValueError (or OSError) when the file is not such a pair."""
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
+        def passage_classifier(prefix: str) -> PassageClassifier | None:
+            if f"{prefix}_terms" not in arrays:
+                return None
+            return PassageClassifier(
+                _space(arrays, prefix), arrays[f"{prefix}_coefficients"], arrays[f"{prefix}_intercepts"], arrays[f"{prefix}_rows"]
+            )
+
         try:
-            topic = passages = None
+            topic = None
             if "topic_terms" in arrays:
                 topic = TopicClassifier(_space(arrays, "topic"), arrays["topic_coefficients"], float(arrays["topic_intercept"]))
-            if "passage_terms" in arrays:
-                passages = PassageClassifier(
-                    _space(arrays, "passage"), arrays["passage_coefficients"], arrays["passage_intercepts"], arrays["passage_rows"]
-                )
-            return cls(str(arrays["fingerprint"]), topic, passages)
+            return cls(str(arrays["fingerprint"]), topic, passage_classifier("passage"), passage_classifier("spelling"))
         except (KeyError, TypeError) as error:
             raise ValueError(f"not saved example models ({error})") from None
 

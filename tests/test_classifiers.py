@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bot.chat import Chatbot
-from bot.classifiers import MIN_PER_CLASS, ExampleModels, PassageClassifier, TopicClassifier
+from bot.classifiers import MIN_PER_CLASS, ExampleModels, PassageClassifier, TopicClassifier, spelling_pieces
 from bot.corpus import Passage
 from bot.examples import Example
 from bot.retrieval import Retriever
@@ -63,17 +63,35 @@ def test_too_few_questions_give_no_classifier() -> None:
     assert PassageClassifier.fit(ON, [7] * len(ON)) is None  # one passage only: nothing to tell apart
 
 
+def test_spelling_pieces_are_the_four_letter_pieces_of_each_padded_word() -> None:
+    assert spelling_pieces("Weak, arm") == [" wea", "weak", "eak ", " arm", "arm "]
+    assert spelling_pieces("a") == [" a "]  # shorter than a piece: the padded word
+
+
+def test_the_spelling_classifier_copes_with_a_misspelling_the_word_one_misses() -> None:
+    texts = [" ".join(t) for t in ON]
+    models = ExampleModels.fit("x", texts, ROWS, [" ".join(t) for t in OFF], str.split)
+    neck = models.spelling.rows.tolist().index(20)
+    values = models.spelling.decision_values(spelling_pieces("my neckk musles"))
+    assert int(np.argmax(values)) == neck
+    # to the word classifier both words are unknown: only its intercepts speak
+    assert models.passages.decision_values(["neckk", "musles"]) == pytest.approx(models.passages.intercepts)
+
+
 def test_saved_models_load_the_same(tmp_path) -> None:
-    models = ExampleModels.fit("abc", ON, ROWS, OFF)
+    texts, off = [" ".join(t) for t in ON], [" ".join(t) for t in OFF]
+    models = ExampleModels.fit("abc", texts, ROWS, off, str.split)
     models.save(tmp_path / "m.npz")
     loaded = ExampleModels.load(tmp_path / "m.npz")
     assert loaded.fingerprint == "abc"
     for terms in (["weak", "leg"], ["cake", "espresso"]):
         assert loaded.topic.log_odds(terms) == pytest.approx(models.topic.log_odds(terms))
         assert loaded.passages.decision_values(terms) == pytest.approx(models.passages.decision_values(terms))
-    ExampleModels.fit("none", ON[:3], ROWS[:3], []).save(tmp_path / "n.npz")
+        pieces = spelling_pieces(" ".join(terms))
+        assert loaded.spelling.decision_values(pieces) == pytest.approx(models.spelling.decision_values(pieces))
+    ExampleModels.fit("none", texts[:3], ROWS[:3], [], str.split).save(tmp_path / "n.npz")
     empty = ExampleModels.load(tmp_path / "n.npz")
-    assert (empty.fingerprint, empty.topic, empty.passages) == ("none", None, None)
+    assert (empty.fingerprint, empty.topic, empty.passages, empty.spelling) == ("none", None, None, None)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises((ValueError, OSError)):
         ExampleModels.load(tmp_path / "bad.npz")

@@ -122,7 +122,12 @@ class PassageClassifier:
     def decision_values(self, terms: Sequence[str]) -> np.ndarray:
         """Each class's decision value for a question (higher: more like that passage's examples)."""
         columns, values = self.terms.vector(terms)
-        return self.intercepts + (self.coefficients[:, columns] @ values if columns else 0.0)
+        return self.intercepts + (values @ self._by_column[columns] if columns else 0.0)
+
+    @cached_property
+    def _by_column(self) -> np.ndarray:
+        """The coefficients column by column (one contiguous row per term): a question picks a few."""
+        return np.ascontiguousarray(self.coefficients.T)
 
     def decision_values_for(self, rows: Sequence[int], terms: Sequence[str]) -> list[float]:
         """The decision value of each of these passage rows (0 for a passage without a class)."""

@@ -103,6 +103,8 @@ class ExampleIndex:
         self._segment_starts = starts
         self._segment_rows = self.rows[starts]
         self._segment_lengths = np.diff(np.r_[starts, len(rows)])
+        ends = (starts + self._segment_lengths).tolist()
+        self._segment_of = dict(zip(self._segment_rows.tolist(), zip(starts.tolist(), ends)))  # row → (start, end)
         vocabulary: dict[str, int] = {}
         df: dict[int, int] = {}
         data, indices, indptr = [], [], [0]
@@ -150,12 +152,13 @@ class ExampleIndex:
 
     def nearest(self, terms: list[str]) -> dict[int, tuple[float, int]]:
         """Passage row → (cosine of its closest example, that example's number), for examples sharing a term."""
-        rows, similarities, numbers = self.nearest_arrays(terms)
-        return {int(r): (float(s), int(n)) for r, s, n in zip(rows, similarities, numbers)}
+        rows, best, similarities = self.nearest_arrays(terms)
+        return {int(r): (float(b), self.closest(int(r), similarities)) for r, b in zip(rows, best)}
 
     def nearest_arrays(self, terms: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(passage rows in ascending order, cosine of each one's closest example, that example's number)."""
-        empty = (np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int64))
+        """(passage rows in ascending order, cosine of each one's closest example, every example's
+        cosine: pass it to closest() for the example itself)."""
+        empty = (np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
         if not len(self.rows) or not terms:
             return empty
         counts: dict[str, int] = {}
@@ -167,14 +170,16 @@ class ExampleIndex:
         unseen = [c for t, c in counts.items() if t not in self.vocabulary]
         weights = [(1.0 + math.log(c)) * float(self.idf[column]) for column, c in known]
         norm = math.sqrt(sum(w * w for w in weights) + sum(((1.0 + math.log(c)) * self.unseen_idf) ** 2 for c in unseen))
-        similarities = np.zeros(len(self.rows), dtype=np.float32)
-        for (column, _), weight in zip(known, weights):
-            examples, values = self.postings[column]
-            similarities[examples] += (weight / norm) * values
+        examples = [self.postings[column][0] for column, _ in known]
+        values = [self.postings[column][1] for column, _ in known]
+        # Every example's cosine in one pass: its entries of the question's terms, weighted and summed.
+        scaled = np.concatenate(values) * np.repeat(np.asarray(weights) / norm, [len(e) for e in examples])
+        similarities = np.bincount(np.concatenate(examples), weights=scaled, minlength=len(self.rows))
         best = np.maximum.reduceat(similarities, self._segment_starts)
-        # The first example of each passage that reaches its segment's maximum.
-        at_best = np.flatnonzero(similarities == np.repeat(best, self._segment_lengths))
-        rows_at_best = self.rows[at_best]
-        numbers = at_best[np.concatenate(([True], rows_at_best[1:] != rows_at_best[:-1]))]
         kept = best > 0
-        return self._segment_rows[kept], best[kept], numbers[kept]
+        return self._segment_rows[kept], best[kept], similarities
+
+    def closest(self, row: int, similarities: np.ndarray) -> int:
+        """The number of the first of a passage's examples with the highest cosine (from nearest_arrays)."""
+        start, end = self._segment_of[row]
+        return start + int(similarities[start:end].argmax())

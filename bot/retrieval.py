@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -53,6 +52,7 @@ LONG_WORD_JW_CUTOFF = 0.9
 # How many of the best-scoring passages the re-ranking step looks at (6 ranks the dev split as well as
 # 10 did, at less cost per answer).
 RERANK_DEPTH = 6
+MAX_PASSAGE_FACTS = 4096  # passages whose re-ranking facts are kept (see Retriever._passage_facts)
 # Re-ranking weights: share of the question's words the passage (or its section title) contains.
 COVERAGE_WEIGHT = 0.45
 TITLE_WEIGHT = 0.08
@@ -425,6 +425,7 @@ class Retriever:
         self._corpus_words_by_initial = _by_initial(self._corpus_words)
         self._known_words_by_initial = _by_initial(self.known_words)
         self._prepare_query_analysis()
+        self._facts: dict[str, tuple[frozenset[str], frozenset[str], dict[str, float]]] = {}
         cached_terms = self._load_cached(EXAMPLE_TERMS_PREFIX)
         valid = isinstance(cached_terms, dict) and all(isinstance(v, list) for v in cached_terms.values())
         self._example_terms: dict[str, list[str]] = cached_terms if valid else {}
@@ -623,7 +624,7 @@ class Retriever:
         query = self.analyse(question)
         query_terms = self.analyzer(query.search_text)
         columns, weights, terms = self.query_vector(query_terms)
-        example_rows, example_similarities, example_numbers = self.examples.nearest_arrays(query_terms)
+        example_rows, example_similarities, every_example = self.examples.nearest_arrays(query_terms)
         if not len(columns) and not len(example_rows):
             return SearchResult(query, (), tuple(query_terms))
         # Scores straight from the column-major index: a question has few terms, so walking their
@@ -635,7 +636,7 @@ class Retriever:
             rows = indices[indptr[column] : indptr[column + 1]]
             scores[rows] += weight * data[indptr[column] : indptr[column + 1]]
             postings.append(rows)
-        scores[example_rows] += np.float32(EXAMPLE_WEIGHT) * example_similarities
+        scores[example_rows] += (EXAMPLE_WEIGHT * example_similarities).astype(np.float32)
         candidates = np.flatnonzero(scores > 0)
         if not len(candidates):
             return SearchResult(query, (), tuple(query_terms))
@@ -662,7 +663,7 @@ class Retriever:
                     self.passages[i],
                     float(scores[i]) + value,
                     tuple(sorted({term for term, present in zip(terms, row_terms) if present})),
-                    example=self.examples.questions[example_numbers[n]] if found else None,
+                    example=self.examples.questions[self.examples.closest(i, every_example)] if found else None,
                     example_similarity=float(example_similarities[n]) if found else 0.0,
                     classifier_score=value,
                 )
@@ -687,35 +688,51 @@ class Retriever:
         for lay, term in query.stand_ins:
             alternatives.setdefault(lay, set()).add(term)
         reranked = []
+        own_set = set(own)
         for hit in hits:
             matched = set(hit.matched_terms)
             matched.update(lay for lay, terms in alternatives.items() if terms & matched)
             coverage = sum(w for t, w in weights.items() if t in matched) / total
-            title, stems_of_title = self._title_info(" ".join((hit.passage.section, *hit.passage.also_in)))
+            stems_of_title, stems_of_section, intent_boosts = self._passage_facts(hit.passage)
             title_stems = set(stems_of_title)
             title_stems.update(lay for lay, terms in alternatives.items() if terms & title_stems)
             title_share = sum(w for t, w in weights.items() if t in title_stems) / total
-            boost = sum(i.boost for i in intents if any(s in title for s in i.sections))
-            passage_stems = self._passage_stems(hit.passage.text)
-            boost += sum(i.passage_boost for i in intents if self._intent_stems[i.name] & passage_stems)
-            if own and set(own) == set(self._title_info(hit.passage.section)[1]):
+            boost = sum(intent_boosts.get(i.name, 0.0) for i in intents)
+            if own and own_set == stems_of_section:
                 boost += TITLE_EXACT_BOOST
             if subjects and self._defines(hit.passage, subjects):
                 boost += DEFINITION_BOOST
             score = hit.score + COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost
-            reranked.append(dataclasses.replace(hit, score=score, coverage=coverage))
+            reranked.append(
+                Hit(hit.passage, score, hit.matched_terms, coverage, hit.example, hit.example_similarity, hit.classifier_score)
+            )
         reranked.sort(key=lambda h: -h.score)
         return tuple(reranked)
+
+    def _passage_facts(self, passage: Passage) -> tuple[frozenset[str], frozenset[str], dict[str, float]]:
+        """What re-ranking needs of a passage whatever the question: the stems of its titles, of its own
+        section title, and each intent's boost (its title is in the intent's sections, its text has
+        the intent's words). Worked out once per passage (a bounded number kept)."""
+        facts = self._facts.get(passage.id)
+        if facts is None:
+            title, stems_of_title = self._title_info(" ".join((passage.section, *passage.also_in)))
+            passage_stems = frozenset(self.analyzer.stems(passage.text))
+            boosts = {}
+            for intent in self.domain.intents:
+                boost = intent.boost if any(s in title for s in intent.sections) else 0.0
+                boost += intent.passage_boost if self._intent_stems[intent.name] & passage_stems else 0.0
+                if boost:
+                    boosts[intent.name] = boost
+            if len(self._facts) >= MAX_PASSAGE_FACTS:
+                self._facts.clear()
+            facts = self._facts[passage.id] = (stems_of_title, self._title_info(passage.section)[1], boosts)
+        return facts
 
     @lru_cache(maxsize=4096)
     def _title_info(self, title: str) -> tuple[str, frozenset[str]]:
         """A section title folded to words, and its stems (few distinct titles: cached)."""
         folded = " ".join(words(title))
         return folded, frozenset(self.analyzer.stems(folded))
-
-    @lru_cache(maxsize=4096)
-    def _passage_stems(self, text: str) -> frozenset[str]:
-        return frozenset(self.analyzer.stems(text))
 
     @staticmethod
     @lru_cache(maxsize=4096)

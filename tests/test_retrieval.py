@@ -104,10 +104,12 @@ def test_a_treatment_question_prefers_a_passage_that_talks_about_treatment(passa
     top = retriever.search(question).hits[0].passage.text
     assert "Treatment for nerve compression at the spinal level" in top
     object.__setattr__(treatment, "passage_boost", 0.0)
+    retriever._facts.clear()  # a passage's intent boosts are worked out once
     try:
         unboosted = retriever.search(question).hits[0].passage.text
     finally:
         object.__setattr__(treatment, "passage_boost", 0.05)
+        retriever._facts.clear()
     assert unboosted != top  # the passage boost, not the words alone, decides it
 
 

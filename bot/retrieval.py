@@ -630,13 +630,13 @@ class Retriever:
         # Scores straight from the column-major index: a question has few terms, so walking their
         # postings is cheaper than slicing the sparse matrix.
         indptr, indices, data = self.columns.indptr, self.columns.indices, self.columns.data
-        scores = np.zeros(len(self.passages), dtype=np.float32)
-        postings = []
-        for column, weight in zip(columns, weights):
-            rows = indices[indptr[column] : indptr[column + 1]]
-            scores[rows] += weight * data[indptr[column] : indptr[column + 1]]
-            postings.append(rows)
-        scores[example_rows] += (EXAMPLE_WEIGHT * example_similarities).astype(np.float32)
+        postings = [indices[indptr[column] : indptr[column + 1]] for column in columns]
+        scores = np.zeros(len(self.passages))
+        if postings:  # every passage's score in one pass over the postings of the question's terms
+            values = np.concatenate([data[indptr[column] : indptr[column + 1]] for column in columns])
+            values = values * np.repeat(np.asarray(weights, dtype=np.float64), [len(p) for p in postings])
+            scores += np.bincount(np.concatenate(postings), weights=values, minlength=len(self.passages))
+        scores[example_rows] += EXAMPLE_WEIGHT * example_similarities
         candidates = np.flatnonzero(scores > 0)
         if not len(candidates):
             return SearchResult(query, (), tuple(query_terms))

@@ -58,6 +58,8 @@ def words(text: str) -> list[str]:
 
 def clean_user_text(text: str) -> str:
     """User text made safe to echo: no control characters, whitespace collapsed."""
+    if text.isascii() and text.isprintable():
+        return " ".join(text.split())  # the common case: spaces are its only whitespace
     without_controls = "".join(
         " " if unicodedata.category(ch) in _CONTROL_CATEGORIES else ch for ch in text
     )

@@ -19,6 +19,7 @@ weights, so the fitted models are cached next to the index as plain arrays (.npz
 from __future__ import annotations
 
 import math
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -200,9 +201,12 @@ class ExampleModels:
 
     @classmethod
     def load(cls, path: Path) -> ExampleModels:
-        """The models save() wrote; ValueError (or OSError) when the file is not such a pair."""
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+        """The models save() wrote; ValueError (or OSError) when the file is not, or not whole."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {name: data[name] for name in data.files}
+        except (zipfile.BadZipFile, EOFError) as error:
+            raise ValueError(f"damaged ({error})") from None
         def passage_classifier(prefix: str) -> PassageClassifier | None:
             if f"{prefix}_terms" not in arrays:
                 return None

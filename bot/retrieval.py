@@ -475,7 +475,7 @@ class Retriever:
         path = self._cache_file(EXAMPLE_MODELS_PREFIX, ".npz")
         try:
             return ExampleModels.load(path) if path and path.is_file() else None
-        except (OSError, ValueError, EOFError) as error:
+        except (OSError, ValueError) as error:
             log.debug("fitting the example classifiers again: %s is unusable (%s)", path, error)
             return None
 

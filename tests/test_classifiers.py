@@ -93,8 +93,11 @@ def test_saved_models_load_the_same(tmp_path) -> None:
     empty = ExampleModels.load(tmp_path / "n.npz")
     assert (empty.fingerprint, empty.topic, empty.passages, empty.spelling) == ("none", None, None, None)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises((ValueError, OSError)):
-        ExampleModels.load(tmp_path / "bad.npz")
+    whole = (tmp_path / "m.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])  # a save cut short
+    for broken in ("bad.npz", "cut.npz"):
+        with pytest.raises(ValueError):
+            ExampleModels.load(tmp_path / broken)
 
 
 def test_the_bundled_examples_teach_the_topic_and_the_passages(chatbot: Chatbot) -> None:
@@ -128,3 +131,10 @@ def test_the_fitted_classifiers_are_cached_with_the_index(tmp_path, monkeypatch)
     again = Chatbot.from_corpus("corpus").retriever.example_models
     assert again.fingerprint == first.fingerprint and saved.is_file()
     assert again.topic.log_odds(["weak"]) == pytest.approx(first.topic.log_odds(["weak"]))
+    # a damaged file is fitted again (and replaced), never a failed start
+    saved.write_bytes(saved.read_bytes()[:1000])
+    monkeypatch.undo()
+    monkeypatch.setenv("BOT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(bot.retrieval, "_FITTED_MODELS", {})
+    assert Chatbot.from_corpus("corpus").retriever.example_models.fingerprint == first.fingerprint
+    assert ExampleModels.load(saved).fingerprint == first.fingerprint

@@ -85,8 +85,8 @@ class Reply:
     choices_intro: str = "Your question fits more than one topic. Which one do you mean?"
 
     def explanation(self) -> dict[str, object]:
-        """Why the top passage matched: corrected words, synonym expansions, words in common, and the
-        closest known example question that points at it."""
+        """Why the top passage matched: corrected words, synonym expansions, words in common, the
+        closest known example question that points at it, and the classifiers' say."""
         top = self.hits[0] if self.hits else (self.choices[0] if self.choices else None)
         analysis = self.analysis
         return {
@@ -95,6 +95,8 @@ class Reply:
             "matched_terms": list(top.matched_terms) if top else [],
             "similar_question": top.example if top else None,
             "similar_question_score": round(top.example_similarity, 3) if top else 0.0,
+            # what the classifiers fitted on the example questions added to its score (bot.classifiers)
+            "classifier_score": round(top.classifier_score, 3) if top else 0.0,
         }
 
     @property

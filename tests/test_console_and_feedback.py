@@ -26,6 +26,7 @@ def test_console_numbers_more_and_why() -> None:
     why = out.split("How “guilian bare” was matched:", 1)[1]
     assert "guilian → guillain" in why and "gbs" in why and "words in common" in why
     assert re.search(r"close to the known question “[^”]+” \(similarity [01]\.\d\d\)", why)
+    assert re.search(r"the classifiers trained on known questions add [+-]\d+\.\d\d to its score", why)
 
 
 @pytest.mark.parametrize(("question", "number"), [("what causes muscle weakness", 3), ("what is ALS", 2)])

@@ -52,7 +52,7 @@ def test_ask_session_treats_stdin_lines_as_one_conversation() -> None:
     second = json.loads(session.stdout.splitlines()[1])
     assert second["answered"] and "most patients recover well" in second["passages"][0]["text"]
     assert set(second["explanation"]) == {
-        "corrections", "expansions", "matched_terms", "similar_question", "similar_question_score"
+        "corrections", "expansions", "matched_terms", "similar_question", "similar_question_score", "classifier_score"
     }
     alone = run_bot("ask", "--json", stdin=stdin)
     second_alone = json.loads(alone.stdout.splitlines()[1])

@@ -83,6 +83,8 @@ def explain(conversation: Conversation) -> str:
     if info["similar_question"]:
         similar = info["similar_question"][:80]
         lines.append(f"- close to the known question “{similar}” (similarity {info['similar_question_score']:.2f})")
+    if info["classifier_score"]:
+        lines.append(f"- the classifiers trained on known questions add {info['classifier_score']:+.2f} to its score")
     return "\n".join(lines)
 
 

@@ -80,8 +80,10 @@ class AbstentionModels:
     without_examples: AbstentionModel
 
     def for_retriever(self, retriever: Retriever) -> AbstentionModel:
-        """The model that matches how the retriever scores: with or without example questions."""
-        return self.with_examples if len(retriever.examples) else self.without_examples
+        """The model that matches how the retriever scores: with example questions and the classifiers
+        fitted on them, or without (an operator's corpus, or too few examples to fit the classifiers)."""
+        fitted = retriever.topic is not None and retriever.passage_classifier is not None
+        return self.with_examples if len(retriever.examples) and fitted else self.without_examples
 
     def to_toml(self, comment: str = "") -> str:
         lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
@@ -101,6 +103,7 @@ def _model(data: dict, table: str, source: str) -> AbstentionModel:
     except (KeyError, TypeError, ValueError):
         raise DataFileError(
             f"data file {source}: [{table}] needs threshold, intercept and weights for {', '.join(FEATURES)}"
+            " (re-run `python -m bot calibrate` to write one)"
         ) from None
     if not all(math.isfinite(v) for v in (model.intercept, *weights.values())):
         raise DataFileError(f"data file {source}: [{table}] has a weight that is not a finite number")

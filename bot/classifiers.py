@@ -9,7 +9,7 @@
   class per passage that has example questions. There are two: one reads the analysed terms (lay words
   mapped, typos corrected), one reads how the question is spelt, as four-letter pieces of its words
   (`spelling_pieces`), which copes with the misspellings no correction catches ("myastenia", "gillian
-  barr"). Their decision values are added to the scores of the passages being re-ranked; replies
+  barr"). Their support (0 to 1) is added to the scores of the passages being re-ranked; replies
   still quote only the corpus.
 
 All read TF-IDF vectors with sublinear term frequency and unit length. Applying them needs only the
@@ -36,6 +36,7 @@ TOPIC_REGULARISATION = 1.0  # scikit-learn's C
 PASSAGE_REGULARISATION = 1.0
 # At least this many on-topic examples, over at least two passages, for a passage classifier.
 MIN_PASSAGE_EXAMPLES = 20
+SUPPORT_SLOPE = 2.0  # of the logistic curve that turns a decision value into support (see PassageClassifier.support)
 SPELLING_PIECE = 4  # letters per piece of a word that the spelling classifier reads
 SPELLING_MIN_QUESTIONS = 2  # a piece in fewer example questions than this is left out
 
@@ -107,7 +108,10 @@ class TopicClassifier:
             return None
         from sklearn.linear_model import LogisticRegression
 
-        matrix, space = _TermSpace.fitted([*on_topic, *off_topic])
+        try:
+            matrix, space = _TermSpace.fitted([*on_topic, *off_topic])
+        except ValueError:  # every question empty after analysis
+            return None
         labels = [True] * len(on_topic) + [False] * len(off_topic)
         model = LogisticRegression(C=TOPIC_REGULARISATION, class_weight="balanced", max_iter=5000).fit(matrix, labels)
         return cls(space, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
@@ -130,11 +134,12 @@ class PassageClassifier:
         """The coefficients column by column (one contiguous row per term): a question picks a few."""
         return np.ascontiguousarray(self.coefficients.T)
 
-    def decision_values_for(self, rows: Sequence[int], terms: Sequence[str]) -> list[float]:
-        """The decision value of each of these passage rows (0 for a passage without a class)."""
+    def support(self, rows: Sequence[int], terms: Sequence[str]) -> list[float]:
+        """How strongly the question points at each of these passage rows, from 0 to 1 (a logistic
+        curve over the decision value; 0 for a passage without a class, which no example supports)."""
         values = self.decision_values(terms).tolist()
         class_of = self._class_of
-        return [values[class_of[row]] if row in class_of else 0.0 for row in rows]
+        return [1.0 / (1.0 + math.exp(-SUPPORT_SLOPE * values[class_of[row]])) if row in class_of else 0.0 for row in rows]
 
     @cached_property
     def _class_of(self) -> dict[int, int]:
@@ -147,7 +152,10 @@ class PassageClassifier:
             return None
         from sklearn.svm import LinearSVC
 
-        matrix, space = _TermSpace.fitted(questions, min_df)
+        try:
+            matrix, space = _TermSpace.fitted(questions, min_df)
+        except ValueError:  # no term is in enough questions (scikit-learn: "no terms remain")
+            return None
         model = LinearSVC(C=PASSAGE_REGULARISATION, random_state=0).fit(matrix, list(rows))
         coefficients, intercepts = model.coef_, model.intercept_
         if len(model.classes_) == 2:  # scikit-learn keeps one column for two classes: spell both out

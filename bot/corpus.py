@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -79,12 +80,15 @@ def load_passages(corpus_dir: Path | str) -> list[Passage]:
     folder = Path(corpus_dir)
     files = list_corpus_files(folder)
     passages: list[Passage] = []
-    for path in files:
+    sources = [path.relative_to(folder).as_posix() for path in files]
+    stems = Counter(Path(source).stem for source in sources)
+    for path, source in zip(files, sources):
         text = read_text_file(path)
         if text is None:
             continue
-        source = path.relative_to(folder).as_posix()
-        passages.extend(split_into_passages(text, source))
+        # Ids are "<file name>-001"; files with the same name (a/guide.md, b/guide.md) are told apart by path.
+        prefix = Path(source).stem if stems[Path(source).stem] == 1 else re.sub(r"[/.]", "-", source)
+        passages.extend(split_into_passages(text, source, prefix))
     if not passages:
         raise CorpusError(f"corpus folder {folder} has no readable text")
     return merge_near_duplicates(passages)
@@ -157,12 +161,12 @@ def decode_with_fallback(raw: bytes, path: Path) -> str:
     return text
 
 
-def split_into_passages(text: str, source: str) -> list[Passage]:
+def split_into_passages(text: str, source: str, id_prefix: str | None = None) -> list[Passage]:
     units = list(_units(_blocks(text), default_section=_title_from_filename(source)))
     chunks = _pack(units)
-    stem = Path(source).stem
+    prefix = id_prefix or Path(source).stem
     return [
-        Passage(id=f"{stem}-{number:03d}", source=source, section=section, text=body)
+        Passage(id=f"{prefix}-{number:03d}", source=source, section=section, text=body)
         for number, (section, body) in enumerate(chunks, start=1)
     ]
 

@@ -100,10 +100,11 @@ def load_index(folder: Path, matrix_names: tuple[str, ...]) -> tuple[list[Passag
 
 def index_settings() -> str:
     """What, besides the corpus, decides the index: the index version and the code that builds it."""
-    from bot import corpus, retrieval, text
+    from bot import classifiers, corpus, examples, retrieval, text
 
     digest = hashlib.blake2b(digest_size=8)
-    for module in (corpus, retrieval, text):
+    # (the example questions' analysed terms and the classifiers fitted on them are cached there too)
+    for module in (corpus, retrieval, text, examples, classifiers):
         digest.update(Path(module.__file__).read_bytes())
     # The analyzer's word table (possibly replaced through BOT_DATA_DIR) shapes the index too.
     # Data files that shape the index (possibly replaced through BOT_DATA_DIR) count too.

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -354,6 +355,24 @@ def _positions_in(sorted_rows: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray
     return at, sorted_rows[at] == rows
 
 
+def _write_atomically(path: Path | None, write: Callable[[Path], None]) -> None:
+    """Write a cache file through a staging file of its own, then swap it in: a reader (or another
+    process saving the same file) never sees half of it. A failure is only a warning."""
+    if path is None:
+        return
+    staging = None
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(handle)
+        staging = Path(name)
+        write(staging)
+        staging.replace(path)
+    except OSError as error:
+        log.warning("could not save %s in %s (%s)", path.name, path.parent, error)
+        if staging is not None:
+            staging.unlink(missing_ok=True)
+
+
 def _contains(postings: list[np.ndarray], rows: np.ndarray, n_rows: int) -> np.ndarray:
     """(rows × postings) booleans: whether each row is in each sorted posting list. One binary search
     over all the lists at once, each list's rows offset by its number times the row count."""
@@ -426,7 +445,7 @@ class Retriever:
         self._corpus_words_by_initial = _by_initial(self._corpus_words)
         self._known_words_by_initial = _by_initial(self.known_words)
         self._prepare_query_analysis()
-        self._facts: dict[str, tuple[frozenset[str], frozenset[str], dict[str, float]]] = {}
+        self._facts: dict[int, tuple[frozenset[str], frozenset[str], dict[str, float]]] = {}  # by id(passage)
         cached_terms = self._load_cached(EXAMPLE_TERMS_PREFIX)
         valid = isinstance(cached_terms, dict) and all(isinstance(v, list) for v in cached_terms.values())
         self._example_terms: dict[str, list[str]] = cached_terms if valid else {}
@@ -481,15 +500,7 @@ class Retriever:
             return None
 
     def _save_example_models(self) -> None:
-        path = self._cache_file(EXAMPLE_MODELS_PREFIX, ".npz")
-        if path is None:
-            return
-        try:
-            staging = path.with_suffix(".tmp")
-            self.example_models.save(staging)
-            staging.replace(path)
-        except OSError as error:
-            log.warning("could not save %s in %s (%s)", path.name, path.parent, error)
+        _write_atomically(self._cache_file(EXAMPLE_MODELS_PREFIX, ".npz"), self.example_models.save)
 
     def _load_cached(self, prefix: str) -> Any:
         """What _save_cached kept next to the index under this prefix; None if nothing usable is there."""
@@ -500,15 +511,8 @@ class Retriever:
             return None  # unreadable or damaged: worked out again
 
     def _save_cached(self, prefix: str, data: object) -> None:
-        path = self._cache_file(prefix)
-        if path is None:
-            return
-        try:
-            staging = path.with_suffix(".tmp")
-            staging.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-            staging.replace(path)
-        except OSError as error:
-            log.warning("could not save %s in %s (%s)", path.name, path.parent, error)
+        text = json.dumps(data, ensure_ascii=False)
+        _write_atomically(self._cache_file(prefix), lambda staging: staging.write_text(text, encoding="utf-8"))
 
     def _prepare_query_analysis(self) -> None:
         """Data for reading questions: real English words, stemmed synonyms, anchors, intents, IDF."""
@@ -646,14 +650,14 @@ class Retriever:
             candidates = candidates[np.argpartition(-scores[candidates], depth - 1)[:depth]]
         order = candidates[np.lexsort((candidates, -scores[candidates]))]
         rows = order.tolist()
-        # The passage classifiers' say on the candidates (0 for a passage they have no class for).
+        # The passage classifiers' support for the candidates (0 for a passage they have no class for).
         said = [0.0] * len(rows)
         for classifier, weight, read_as in (
             (self.passage_classifier, PASSAGE_CLASSIFIER_WEIGHT, lambda: query_terms),
             (self.spelling_classifier, SPELLING_CLASSIFIER_WEIGHT, lambda: spelling_pieces(question)),
         ):
             if classifier is not None:
-                said = [s + weight * v for s, v in zip(said, classifier.decision_values_for(rows, read_as()))]
+                said = [s + weight * v for s, v in zip(said, classifier.support(rows, read_as()))]
         # Which query terms each hit contains, and where its closest example is, if it has one.
         contains = _contains(postings, order, len(self.passages))
         at, has_example = _positions_in(example_rows, order)
@@ -714,7 +718,7 @@ class Retriever:
         """What re-ranking needs of a passage whatever the question: the stems of its titles, of its own
         section title, and each intent's boost (its title is in the intent's sections, its text has
         the intent's words). Worked out once per passage (a bounded number kept)."""
-        facts = self._facts.get(passage.id)
+        facts = self._facts.get(id(passage))
         if facts is None:
             title, stems_of_title = self._title_info(" ".join((passage.section, *passage.also_in)))
             passage_stems = frozenset(self.analyzer.stems(passage.text))
@@ -726,7 +730,7 @@ class Retriever:
                     boosts[intent.name] = boost
             if len(self._facts) >= MAX_PASSAGE_FACTS:
                 self._facts.clear()
-            facts = self._facts[passage.id] = (stems_of_title, self._title_info(passage.section)[1], boosts)
+            facts = self._facts[id(passage)] = (stems_of_title, self._title_info(passage.section)[1], boosts)
         return facts
 
     @lru_cache(maxsize=4096)

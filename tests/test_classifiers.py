@@ -61,6 +61,8 @@ def test_too_few_questions_give_no_classifier() -> None:
     assert TopicClassifier.fit([], OFF) is None
     assert PassageClassifier.fit(ON[:5], ROWS[:5]) is None
     assert PassageClassifier.fit(ON, [7] * len(ON)) is None  # one passage only: nothing to tell apart
+    # every term in fewer questions than min_df: nothing to learn from, not an error
+    assert PassageClassifier.fit([[f"word{n}"] for n in range(30)], ROWS[:30], min_df=2) is None
 
 
 def test_spelling_pieces_are_the_four_letter_pieces_of_each_padded_word() -> None:

@@ -98,3 +98,14 @@ def test_non_utf8_falls_back_and_binary_is_skipped(tmp_path: Path, caplog: pytes
     assert any("café" in p.text for p in found)
     assert all(p.source == "latin.txt" for p in found)
     assert "blob.txt" in caplog.text
+
+
+def test_files_with_the_same_name_get_distinct_passage_ids(tmp_path: Path) -> None:
+    texts = {"a": "# Low potassium\n\nLow potassium can go with cramps and weak legs.\n",
+             "b": "# Vitamin D\n\nA lack of vitamin D makes bones ache and tire quickly.\n"}
+    for folder, text in texts.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "guide.md").write_text(text)
+    (tmp_path / "other.txt").write_text("Other text about fatigue and tiredness in general.\n")
+    ids = [p.id for p in load_passages(tmp_path)]
+    assert ids == ["a-guide-md-001", "b-guide-md-001", "other-001"]  # a unique file name keeps the short id

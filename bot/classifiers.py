@@ -66,18 +66,23 @@ class _TermSpace:
         """(columns, unit-length weights) of a question's known terms. With `dilute`, terms the
         vocabulary lacks still count in the length, at the highest IDF, so they weaken the evidence."""
         columns, values, squares = [], [], 0.0
-        unseen_idf = self.unseen_idf
+        vocabulary, idf = self.vocabulary, self._idf
         for term, count in Counter(terms).items():
-            column = self.vocabulary.get(term)
-            weight = (1.0 + math.log(count)) * (float(self.idf[column]) if column is not None else unseen_idf)
+            column = vocabulary.get(term)
             if column is not None:
+                weight = idf[column] if count == 1 else (1.0 + math.log(count)) * idf[column]
                 columns.append(column)
                 values.append(weight)
                 squares += weight * weight
             elif dilute:
+                weight = (1.0 + math.log(count)) * self.unseen_idf
                 squares += weight * weight
         norm = math.sqrt(squares) or 1.0
         return columns, np.asarray(values, dtype=np.float64) / norm
+
+    @cached_property
+    def _idf(self) -> list[float]:
+        return self.idf.tolist()  # plain floats: indexing a list is cheaper than an array, term by term
 
     @staticmethod
     def fitted(documents: Sequence[Sequence[str]], min_df: int = 1):

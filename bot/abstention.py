@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 ABSTENTION_FILE = "abstention.toml"
 FEATURES = (
-    "top_score",  # final score of the best passage, without the passage classifiers' say
-    "classifier_score",  # the passage classifiers' say on it (bot.classifiers)
+    "top_score",  # final score of the best passage, without the passage classifiers' support
+    "classifier_score",  # the passage classifiers' support for it (bot.classifiers)
     "top_coverage",  # IDF-weighted share of the question's words it contains
     "example_similarity",  # cosine of its closest example question
     "margin",  # its lead over the runner-up

@@ -86,7 +86,7 @@ class Reply:
 
     def explanation(self) -> dict[str, object]:
         """Why the top passage matched: corrected words, synonym expansions, words in common, the
-        closest known example question that points at it, and the classifiers' say."""
+        closest known example question that points at it, and the classifiers' support."""
         top = self.hits[0] if self.hits else (self.choices[0] if self.choices else None)
         analysis = self.analysis
         return {

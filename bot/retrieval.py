@@ -67,7 +67,7 @@ DEFINITION_CUES = frozenset({"what", "whats", "what's", "define", "meaning"})
 PHRASE_ANCHOR_SHARE = 0.05
 # Weight of the similarity to the closest example question (bot/data/example_questions.jsonl).
 EXAMPLE_WEIGHT = 1.5
-# Weight of the passage classifier's decision value (bot.classifiers) for a candidate passage.
+# Weight of the passage classifier's support (0 to 1, bot.classifiers) for a candidate passage...
 PASSAGE_CLASSIFIER_WEIGHT = 0.8
 # ... and of the one that reads the question's spelling (cross-validated dev top-1 0.926 -> 0.959).
 SPELLING_CLASSIFIER_WEIGHT = 2.0
@@ -118,7 +118,7 @@ class Hit:
     coverage: float = 0.0  # IDF-weighted share of the question's own words found in the passage
     example: str | None = None  # the closest example question that points at this passage
     example_similarity: float = 0.0  # its cosine similarity to the question
-    classifier_score: float = 0.0  # the passage classifiers' weighted say, part of the score
+    classifier_score: float = 0.0  # the passage classifiers' weighted support, part of the score
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,8 @@ class SearchResult:
 
     @property
     def best_score(self) -> float:
-        """How well the best passage matches by words and example questions (the classifiers' say,
-        which can be negative, ranks passages but does not count here)."""
+        """How well the best passage matches by words and example questions (the classifiers' support
+        ranks passages but does not count here)."""
         return self.hits[0].score - self.hits[0].classifier_score if self.hits else 0.0
 
 

@@ -58,7 +58,7 @@ MAX_PASSAGE_FACTS = 4096  # passages whose re-ranking facts are kept (see Retrie
 COVERAGE_WEIGHT = 0.45
 TITLE_WEIGHT = 0.08
 # A question that is just a section's title ("muscle weakness", "nerve compression") wants that section
-# (large enough to outweigh the passage classifiers' say; dev ranking is the same from 0.05 to 1.0).
+# (large enough to outweigh the passage classifiers' support; dev ranking is the same from 0.05 to 1.0).
 TITLE_EXACT_BOOST = 0.3
 # "What is X?" prefers the passage that defines X ("X is ...", "X - ...").
 DEFINITION_BOOST = 0.05

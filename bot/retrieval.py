@@ -661,25 +661,34 @@ class Retriever:
         # Which query terms each hit contains, and where its closest example is, if it has one.
         contains = _contains(postings, order, len(self.passages))
         at, has_example = _positions_in(example_rows, order)
+        passages = [self.passages[i] for i in rows]
+        matched = [tuple(sorted({term for term, present in zip(terms, row_terms) if present})) for row_terms in contains.tolist()]
         hits = []
-        for i, row_terms, n, found, value in zip(rows, contains.tolist(), at.tolist(), has_example.tolist(), said):
+        for i, passage, matched_terms, (coverage, bonus), n, found, value in zip(
+            rows, passages, matched, self.rerank(query, passages, matched), at.tolist(), has_example.tolist(), said
+        ):
             hits.append(
                 Hit(
-                    self.passages[i],
-                    float(scores[i]) + value,
-                    tuple(sorted({term for term, present in zip(terms, row_terms) if present})),
+                    passage,
+                    float(scores[i]) + value + bonus,
+                    matched_terms,
+                    coverage,
                     example=self.examples.questions[self.examples.closest(i, every_example)] if found else None,
                     example_similarity=float(example_similarities[n]) if found else 0.0,
                     classifier_score=value,
                 )
             )
-        return SearchResult(query, self.rerank(query, tuple(hits))[:limit], tuple(query_terms))
+        hits.sort(key=lambda hit: -hit.score)
+        return SearchResult(query, tuple(hits[:limit]), tuple(query_terms))
 
-    def rerank(self, query: QueryAnalysis, hits: tuple[Hit, ...]) -> tuple[Hit, ...]:
-        """Re-order a short list: add how much of the question the passage and its title cover,
-        and the boost of the intents the question shows ("why" → sections about causes)."""
-        if not hits:
-            return hits
+    def rerank(
+        self, query: QueryAnalysis, passages: list[Passage], matched: list[tuple[str, ...]]
+    ) -> list[tuple[float, float]]:
+        """For a short list of passages (and the question's terms each contains): (coverage, bonus).
+        The bonus re-orders them: how much of the question the passage and its title cover, and the
+        boost of the intents the question shows ("why" → sections about causes)."""
+        if not passages:
+            return []
         intents = [i for i in self.domain.intents if i.name in query.intents]
         cues = set().union(*(i.cues for i in intents)) if intents else set()
         # Intent cue words ("why", "straight away") are served by the intent boost, not by coverage.
@@ -692,27 +701,23 @@ class Retriever:
         alternatives: dict[str, set[str]] = {}
         for lay, term in query.stand_ins:
             alternatives.setdefault(lay, set()).add(term)
-        reranked = []
+        adjustments = []
         own_set = set(own)
-        for hit in hits:
-            matched = set(hit.matched_terms)
-            matched.update(lay for lay, terms in alternatives.items() if terms & matched)
-            coverage = sum(w for t, w in weights.items() if t in matched) / total
-            stems_of_title, stems_of_section, intent_boosts = self._passage_facts(hit.passage)
+        for passage, matched_terms in zip(passages, matched):
+            found = set(matched_terms)
+            found.update(lay for lay, terms in alternatives.items() if terms & found)
+            coverage = sum(w for t, w in weights.items() if t in found) / total
+            stems_of_title, stems_of_section, intent_boosts = self._passage_facts(passage)
             title_stems = set(stems_of_title)
             title_stems.update(lay for lay, terms in alternatives.items() if terms & title_stems)
             title_share = sum(w for t, w in weights.items() if t in title_stems) / total
             boost = sum(intent_boosts.get(i.name, 0.0) for i in intents)
             if own and own_set == stems_of_section:
                 boost += TITLE_EXACT_BOOST
-            if subjects and self._defines(hit.passage, subjects):
+            if subjects and self._defines(passage, subjects):
                 boost += DEFINITION_BOOST
-            score = hit.score + COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost
-            reranked.append(
-                Hit(hit.passage, score, hit.matched_terms, coverage, hit.example, hit.example_similarity, hit.classifier_score)
-            )
-        reranked.sort(key=lambda h: -h.score)
-        return tuple(reranked)
+            adjustments.append((coverage, COVERAGE_WEIGHT * coverage + TITLE_WEIGHT * title_share + boost))
+        return adjustments
 
     def _passage_facts(self, passage: Passage) -> tuple[frozenset[str], frozenset[str], dict[str, float]]:
         """What re-ranking needs of a passage whatever the question: the stems of its titles, of its own

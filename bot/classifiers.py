@@ -137,7 +137,7 @@ class PassageClassifier:
     @cached_property
     def _by_column(self) -> np.ndarray:
         """The coefficients column by column (one contiguous row per term): a question picks a few."""
-        return np.ascontiguousarray(self.coefficients.T)
+        return np.ascontiguousarray(self.coefficients.T, dtype=np.float64)  # float64 like the question's weights
 
     def support(self, rows: Sequence[int], terms: Sequence[str]) -> list[float]:
         """How strongly the question points at each of these passage rows, from 0 to 1 (a logistic

@@ -652,12 +652,11 @@ class Retriever:
         rows = order.tolist()
         # The passage classifiers' support for the candidates (0 for a passage they have no class for).
         said = [0.0] * len(rows)
-        for classifier, weight, read_as in (
-            (self.passage_classifier, PASSAGE_CLASSIFIER_WEIGHT, lambda: query_terms),
-            (self.spelling_classifier, SPELLING_CLASSIFIER_WEIGHT, lambda: spelling_pieces(question)),
-        ):
-            if classifier is not None:
-                said = [s + weight * v for s, v in zip(said, classifier.support(rows, read_as()))]
+        if self.passage_classifier is not None:
+            said = [PASSAGE_CLASSIFIER_WEIGHT * v for v in self.passage_classifier.support(rows, query_terms)]
+        if self.spelling_classifier is not None:
+            support = self.spelling_classifier.support(rows, spelling_pieces(question))
+            said = [s + SPELLING_CLASSIFIER_WEIGHT * v for s, v in zip(said, support)]
         # Which query terms each hit contains, and where its closest example is, if it has one.
         contains = _contains(postings, order, len(self.passages))
         at, has_example = _positions_in(example_rows, order)
@@ -703,14 +702,16 @@ class Retriever:
             alternatives.setdefault(lay, set()).add(term)
         adjustments = []
         own_set = set(own)
+        weighted = list(weights.items())
         for passage, matched_terms in zip(passages, matched):
             found = set(matched_terms)
-            found.update(lay for lay, terms in alternatives.items() if terms & found)
-            coverage = sum(w for t, w in weights.items() if t in found) / total
             stems_of_title, stems_of_section, intent_boosts = self._passage_facts(passage)
-            title_stems = set(stems_of_title)
-            title_stems.update(lay for lay, terms in alternatives.items() if terms & title_stems)
-            title_share = sum(w for t, w in weights.items() if t in title_stems) / total
+            title_stems: set[str] | frozenset[str] = stems_of_title
+            if alternatives:  # a lay word counts as found where its corpus term is
+                found.update(lay for lay, terms in alternatives.items() if terms & found)
+                title_stems = stems_of_title | {lay for lay, terms in alternatives.items() if terms & stems_of_title}
+            coverage = sum(w for t, w in weighted if t in found) / total
+            title_share = sum(w for t, w in weighted if t in title_stems) / total
             boost = sum(intent_boosts.get(i.name, 0.0) for i in intents)
             if own and own_set == stems_of_section:
                 boost += TITLE_EXACT_BOOST

@@ -16,13 +16,17 @@ REPO = Path(__file__).resolve().parent.parent
 CORPUS_DIR = REPO / "corpus"
 
 # Index caches built by the tests (in-process and in subprocesses) go to a throwaway folder.
-TEST_CACHE_DIR = tempfile.mkdtemp(prefix="bot-test-cache-")
-os.environ["BOT_CACHE_DIR"] = TEST_CACHE_DIR
+# One folder per test run: test workers (and this module imported again as tests.conftest) inherit it.
+_CREATED_HERE = "BOT_TEST_CACHE_DIR" not in os.environ
+if _CREATED_HERE:
+    os.environ["BOT_TEST_CACHE_DIR"] = tempfile.mkdtemp(prefix="bot-test-cache-")
+TEST_CACHE_DIR = os.environ["BOT_CACHE_DIR"] = os.environ["BOT_TEST_CACHE_DIR"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the throwaway index cache, so test runs leave nothing behind in the temp folder."""
-    shutil.rmtree(TEST_CACHE_DIR, ignore_errors=True)
+    """Remove the throwaway index cache (once, by the process that made it: the workers are done by then)."""
+    if _CREATED_HERE:
+        shutil.rmtree(TEST_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,7 @@ def worker_build(corpus: Path, questions: list[str]) -> dict:
     folder = default_cache_root() / corpus_fingerprint(corpus, index_settings())
     save_index(folder, state.passages, *state_to_files(state))
     saved = time.perf_counter()
-    # The first start also reads the example questions and fits the topic classifier, and caches both.
+    # The first start also reads the example questions and fits the classifiers on them, and caches both.
     from bot.chat import Chatbot
 
     Chatbot.from_corpus(corpus)

@@ -2,7 +2,8 @@
 
 An example is {"question", "answer_contains", "section"} (the format of the evaluation set; of a list of
 phrases the first counts). An off-topic example has no phrase ("answer_contains": null): it ties to no
-passage and only teaches the topic classifier (bot.classifiers) what the corpus is not about. It is tied to the passage of its section
+passage and only teaches the topic classifier (bot.classifiers) what the corpus is not about; the
+on-topic ones also train the passage classifiers there. An example is tied to the passage of its section
 whose text contains the phrase (to any passage that does, when it names no section); an example that
 fits no passage of the loaded corpus is left out, so the bundled examples never touch an operator's own
 corpus. A question is compared with the examples by TF-IDF cosine over the examples' own vocabulary,

@@ -52,14 +52,17 @@ def spelling_pieces(text: str) -> list[str]:
 
 
 @dataclass(frozen=True, eq=False)
-class _TermSpace:
-    """A TF-IDF vocabulary: term → column, and each column's IDF."""
+class TermSpace:
+    """A TF-IDF vocabulary: term → column, and each column's IDF (also the example index's, bot.examples)."""
 
     vocabulary: dict[str, int]
     idf: np.ndarray
+    unseen: float | None = None  # the IDF a term it lacks would have; by default the highest it has
 
     @cached_property
     def unseen_idf(self) -> float:
+        if self.unseen is not None:
+            return self.unseen
         return float(self.idf.max()) if len(self.idf) else 1.0
 
     def vector(self, terms: Sequence[str], dilute: bool = False) -> tuple[list[int], np.ndarray]:
@@ -91,12 +94,12 @@ class _TermSpace:
 
         vectorizer = TfidfVectorizer(analyzer=list, sublinear_tf=True, min_df=min_df)
         matrix = vectorizer.fit_transform(documents)
-        return matrix, _TermSpace(dict(vectorizer.vocabulary_), vectorizer.idf_.astype(np.float64))
+        return matrix, TermSpace(dict(vectorizer.vocabulary_), vectorizer.idf_.astype(np.float64))
 
 
 @dataclass(frozen=True, eq=False)
 class TopicClassifier:
-    terms: _TermSpace
+    terms: TermSpace
     coefficients: np.ndarray  # one per column
     intercept: float
 
@@ -114,7 +117,7 @@ class TopicClassifier:
         from sklearn.linear_model import LogisticRegression
 
         try:
-            matrix, space = _TermSpace.fitted([*on_topic, *off_topic])
+            matrix, space = TermSpace.fitted([*on_topic, *off_topic])
         except ValueError:  # every question empty after analysis
             return None
         labels = [True] * len(on_topic) + [False] * len(off_topic)
@@ -124,7 +127,7 @@ class TopicClassifier:
 
 @dataclass(frozen=True, eq=False)
 class PassageClassifier:
-    terms: _TermSpace
+    terms: TermSpace
     coefficients: np.ndarray  # classes × columns
     intercepts: np.ndarray  # one per class
     rows: np.ndarray  # the passage row of each class, ascending
@@ -158,7 +161,7 @@ class PassageClassifier:
         from sklearn.svm import LinearSVC
 
         try:
-            matrix, space = _TermSpace.fitted(questions, min_df)
+            matrix, space = TermSpace.fitted(questions, min_df)
         except ValueError:  # no term is in enough questions (scikit-learn: "no terms remain")
             return None
         model = LinearSVC(C=PASSAGE_REGULARISATION, random_state=0).fit(matrix, list(rows))
@@ -236,11 +239,11 @@ class ExampleModels:
             raise ValueError(f"not saved example models ({error})") from None
 
 
-def _space_arrays(prefix: str, space: _TermSpace) -> dict[str, np.ndarray]:
+def _space_arrays(prefix: str, space: TermSpace) -> dict[str, np.ndarray]:
     terms = sorted(space.vocabulary, key=space.vocabulary.__getitem__)
     return {f"{prefix}_terms": np.array(terms, dtype=str), f"{prefix}_idf": space.idf}
 
 
-def _space(arrays: dict[str, np.ndarray], prefix: str) -> _TermSpace:
+def _space(arrays: dict[str, np.ndarray], prefix: str) -> TermSpace:
     terms = arrays[f"{prefix}_terms"].tolist()
-    return _TermSpace({term: column for column, term in enumerate(terms)}, arrays[f"{prefix}_idf"])
+    return TermSpace({term: column for column, term in enumerate(terms)}, arrays[f"{prefix}_idf"])

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from bot.classifiers import TermSpace
 from bot.corpus import Passage
 
 log = logging.getLogger(__name__)
@@ -120,10 +121,9 @@ class ExampleIndex:
             data.extend(1.0 + math.log(c) for c in counts.values())
             indptr.append(len(indices))
         n = len(term_lists)
-        self.vocabulary = vocabulary
         self.idf = np.array([math.log((n + 1) / (df[c] + 1)) + 1 for c in range(len(vocabulary))], dtype=np.float32)
-        # A query word no example has weighs as much as the rarest example word (it still counts in the norm).
-        self.unseen_idf = float(math.log(n + 1) + 1)
+        # A query word no example has weighs as much as a word of no example (it still counts in the norm).
+        self.terms = TermSpace(vocabulary, self.idf, unseen=float(math.log(n + 1) + 1))
         matrix = sp.csr_matrix(
             (np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
             shape=(n, len(vocabulary)),
@@ -162,19 +162,13 @@ class ExampleIndex:
         empty = (np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
         if not len(self.rows) or not terms:
             return empty
-        counts: dict[str, int] = {}
-        for term in terms:
-            counts[term] = counts.get(term, 0) + 1
-        known = [(self.vocabulary[t], c) for t, c in counts.items() if t in self.vocabulary]
-        if not known:
+        columns, weights = self.terms.vector(terms, dilute=True)
+        if not columns:
             return empty
-        unseen = [c for t, c in counts.items() if t not in self.vocabulary]
-        weights = [(1.0 + math.log(c)) * float(self.idf[column]) for column, c in known]
-        norm = math.sqrt(sum(w * w for w in weights) + sum(((1.0 + math.log(c)) * self.unseen_idf) ** 2 for c in unseen))
-        examples = [self.postings[column][0] for column, _ in known]
-        values = [self.postings[column][1] for column, _ in known]
+        examples = [self.postings[column][0] for column in columns]
+        values = [self.postings[column][1] for column in columns]
         # Every example's cosine in one pass: its entries of the question's terms, weighted and summed.
-        scaled = np.concatenate(values) * np.repeat(np.asarray(weights) / norm, [len(e) for e in examples])
+        scaled = np.concatenate(values) * np.repeat(weights, [len(e) for e in examples])
         similarities = np.bincount(np.concatenate(examples), weights=scaled, minlength=len(self.rows))
         best = np.maximum.reduceat(similarities, self._segment_starts)
         kept = best > 0

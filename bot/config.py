@@ -129,16 +129,16 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv_path: Path | str 
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
 
     port_text = _optional(values, "TELEGRAM_WEBHOOK_PORT") or "8443"
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not port_text.isdecimal() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"TELEGRAM_WEBHOOK_PORT must be a port number, got {port_text!r}")
     webhook_url = _optional(values, "TELEGRAM_WEBHOOK_URL")
 
     max_chars_text = _optional(values, "MAX_MESSAGE_CHARS") or "2000"
-    if not max_chars_text.isdigit() or not 50 <= int(max_chars_text) <= 10_000:
+    if not max_chars_text.isdecimal() or not 50 <= int(max_chars_text) <= 10_000:
         raise ConfigError(f"MAX_MESSAGE_CHARS must be a whole number from 50 to 10000, got {max_chars_text!r}")
 
     attempts_text = _optional(values, "TELEGRAM_STARTUP_ATTEMPTS") or "6"
-    if not attempts_text.isdigit() or not 1 <= int(attempts_text) <= 100:
+    if not attempts_text.isdecimal() or not 1 <= int(attempts_text) <= 100:
         raise ConfigError(f"TELEGRAM_STARTUP_ATTEMPTS must be a number from 1 to 100, got {attempts_text!r}")
 
     data_dir = _optional(values, "BOT_DATA_DIR")  # read by bot.retrieval.read_data_file

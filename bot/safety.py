@@ -255,7 +255,7 @@ class WordMatcher:
 
     def known(self, token: str) -> set[Alternative]:
         found: set[Alternative] = {(token, False)} if token in self.exact else set()
-        if self.number_tokens and token.isdigit() and len(token) <= 6:
+        if self.number_tokens and token.isdecimal() and len(token) <= 6:
             found.update((spec, False) for spec in self.number_tokens if _number_fits(int(token), spec))
         for length, group in self.prefixes_by_length.items():
             if len(token) >= length and token[:length] in group:
@@ -275,7 +275,7 @@ class WordMatcher:
 
     def _typos(self, token: str) -> set[Alternative]:
         """Lexicon words this unknown word is a misspelling of; short words and listed words never are."""
-        if len(token) < self.fuzzy_min_length - 1 or token in self.never_typos or token.isdigit():
+        if len(token) < self.fuzzy_min_length - 1 or token in self.never_typos or token.isdecimal():
             return set()
         found: set[Alternative] = {
             (text, False)
@@ -511,7 +511,7 @@ def _spoken_numbers(table: object, where: str) -> tuple[tuple[str, str], ...]:
         raise DataFileError(f"{where}: must be a table of words = \"digits\"")
     pairs = []
     for phrase, digits in table.items():
-        if not isinstance(digits, str) or not digits.isdigit() or not words(phrase):
+        if not isinstance(digits, str) or not digits.isdecimal() or not words(phrase):
             raise DataFileError(f"{where}: {phrase!r} must map words to a string of digits, got {digits!r}")
         pairs.append((" ".join(words(phrase)), digits))
     return tuple(pairs)

@@ -231,6 +231,12 @@ def test_questions_about_red_flags_escalate() -> None:
     assert detect_red_flags("which doctor treats polymyositis?") == []
 
 
+@pytest.mark.parametrize("message", ["\U00010a40", "\u00b2", "x\u00b3 weak legs", "\u2460 tired"])
+def test_digit_like_characters_that_are_not_numbers_do_not_crash(message: str) -> None:
+    """Characters that str.isdigit() accepts but int() does not (found by Hypothesis)."""
+    assert detect_red_flags(message) == []
+
+
 def test_a_huge_message_is_scanned_whole() -> None:
     text = " ".join(f"word{i} tired legs after work." for i in range(5000)) + " my speech is slurred"
     assert len(text) > 100_000

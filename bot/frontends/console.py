@@ -46,7 +46,7 @@ def run_console(chatbot: Chatbot, stdin: TextIO = sys.stdin, stdout: TextIO = sy
         elif command in WHY_COMMANDS:
             text = explain(conversation)
         else:
-            if command.isdigit() and suggestions and 1 <= int(command) <= len(suggestions):
+            if command.isdecimal() and suggestions and 1 <= int(command) <= len(suggestions):
                 title = suggestions[int(command) - 1]
                 print(f"({title})", file=stdout)
                 reply = chatbot.section_reply(title, conversation)

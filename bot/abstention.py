@@ -1,7 +1,6 @@
 """Whether to answer: a small logistic model over features of the best match, fitted on the dev split.
 
-The hard rules stay in the core (no passage, no anchor word, a score below the floor: decline). Past
-them, the model gives the probability that the question is one the corpus answers, from how well the
+The hard rules stay in the core (no passage, or a score below the floor: decline). Past them, the model gives the probability that the question is one the corpus answers, from how well the
 best passage matches; below the threshold the bot declines. There are two models: one for when example
 questions are tied to the corpus (the bundled one), one for when none are (an operator's own corpus),
 whose scores lack the example signal. `python -m bot calibrate` fits both (with scikit-learn) on
@@ -27,6 +26,7 @@ FEATURES = (
     "example_similarity",  # cosine of its closest example question
     "margin",  # its lead over the runner-up
     "specialised_word",  # the question has a specialised corpus word ("myasthenia", "osteophytes")
+    "anchored",  # it has an anchor word or a distinctive corpus phrase (bot.retrieval.QueryAnalysis)
     "log_content_words",  # log(1 + number of content words)
     "known_word_share",  # share of content words the corpus or the synonym map knows
     "topic_log_odds",  # the topic classifier's log-odds that the question is about the corpus (bot.classifiers)
@@ -48,6 +48,7 @@ def match_features(result: SearchResult, retriever: Retriever) -> dict[str, floa
         "example_similarity": top.example_similarity,
         "margin": top.score - hits[1].score if len(hits) > 1 else top.score,
         "specialised_word": float(bool(stems & retriever.specialised_stems)),
+        "anchored": float(result.query.anchored),
         "log_content_words": math.log1p(len(content)),
         "known_word_share": len(known) / len(content) if content else 0.0,
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus

@@ -30,7 +30,7 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
 
 @dataclass(frozen=True)
 class Row:
-    features: dict[str, float] | None  # None: a hard rule declines it (no hit, no anchor, low score)
+    features: dict[str, float] | None  # None: a hard rule declines it (no hit, or a score below the floor)
     on_topic: bool
     right_on_top: bool  # the best passage is a right one
 

@@ -366,16 +366,16 @@ class Chatbot:
         )
 
     def confident(self, result: SearchResult) -> bool:
-        """Answer only a question about the domain (it has an anchor word) with a good enough match."""
+        """Answer only a question the fitted model judges to be about the corpus, with a good enough match."""
         if not self.passes_hard_rules(result):
             return False
-        # Past the hard rules, the fitted model decides ("weak wifi signal" has an anchor word, matches
-        # little of any passage and is declined).
+        # Past the hard rules, the fitted model decides: "weak wifi signal" has an anchor word but matches
+        # little of any passage; "hard to get out of a chair" has none but is close to known questions.
         return self.abstention.for_retriever(self.retriever).answers(match_features(result, self.retriever))
 
     def passes_hard_rules(self, result: SearchResult) -> bool:
-        """A passage was found, the question has an anchor word, and the score reaches the floor."""
-        return bool(result.hits) and result.query.anchored and result.best_score >= self.answer_threshold
+        """A passage was found and its score reaches the floor."""
+        return bool(result.hits) and result.best_score >= self.answer_threshold
 
     def related_sections(self, section: str, hits: tuple[Hit, ...], limit: int = 3) -> tuple[str, ...]:
         """Other sections worth offering after an answer: the runners-up first."""

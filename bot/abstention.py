@@ -27,6 +27,7 @@ FEATURES = (
     "margin",  # its lead over the runner-up
     "specialised_word",  # the question has a specialised corpus word ("myasthenia", "osteophytes")
     "anchored",  # it has an anchor word or a distinctive corpus phrase (bot.retrieval.QueryAnalysis)
+    "unexplained",  # share of its words neither the best passage nor that passage's example questions use
     "log_content_words",  # log(1 + number of content words)
     "known_word_share",  # share of content words the corpus or the synonym map knows
     "topic_log_odds",  # the topic classifier's log-odds that the question is about the corpus (bot.classifiers)
@@ -49,6 +50,7 @@ def match_features(result: SearchResult, retriever: Retriever) -> dict[str, floa
         "margin": top.score - hits[1].score if len(hits) > 1 else top.score,
         "specialised_word": float(bool(stems & retriever.specialised_stems)),
         "anchored": float(result.query.anchored),
+        "unexplained": top.unexplained,
         "log_content_words": math.log1p(len(content)),
         "known_word_share": len(known) / len(content) if content else 0.0,
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus

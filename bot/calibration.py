@@ -26,6 +26,14 @@ BUNDLED_OUTPUT = Path(__file__).resolve().parent / "data" / ABSTENTION_FILE
 # Below this share of on-topic labels found in the corpus, the question set is not about this corpus.
 MIN_LABELS_FOUND = 0.5
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
+# The sign each of these weights must have: a better match, an anchor word or more words the corpus
+# knows never make answering less likely, and words the passage does not explain never make it more
+# likely. Correlated features would otherwise trade signs (a negative weight on the score, made up for
+# by another feature).
+SIGNS = {
+    "top_score": 1, "classifier_score": 1, "top_coverage": 1, "example_similarity": 1, "topic_log_odds": 1,
+    "anchored": 1, "known_word_share": 1, "unexplained": -1,
+}
 
 
 @dataclass(frozen=True)
@@ -54,29 +62,44 @@ def rates(rows: list[Row], answered: list[bool]) -> tuple[float, float]:
     return hit1, abstention
 
 
+def signed_logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """(weights, intercept) of a logistic regression whose weights keep the SIGNS: a weight that comes
+    out with the wrong sign is fixed at 0 and the rest refitted, until every one is right."""
+    from sklearn.linear_model import LogisticRegression
+
+    free = np.ones(len(FEATURES), dtype=bool)
+    while True:
+        model = LogisticRegression(C=1.0, max_iter=5000).fit(x[:, free], y)
+        weights = np.zeros(len(FEATURES))
+        weights[free] = model.coef_[0]
+        wrong = [n for n, name in enumerate(FEATURES) if free[n] and weights[n] * SIGNS.get(name, 0) < 0]
+        if not wrong:
+            return weights, float(model.intercept_[0])
+        free[min(wrong, key=lambda n: weights[n] * SIGNS[FEATURES[n]])] = False  # the most wrong first
+
+
 def fit(rows: list[Row], folds: int = 5) -> tuple[AbstentionModel, float, float]:
     """The model fitted on every gated-in row, its threshold, and the cross-validated (hit@1, abstention)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold
 
     usable = [r for r in rows if r.features is not None]
     x = np.array([[r.features[name] for name in FEATURES] for r in usable])
     y = np.array([r.on_topic for r in usable])
     if len(set(y)) < 2 or min(y.sum(), (~y).sum()) < folds:
         raise ValueError(f"need at least {folds} on-topic and {folds} off-topic questions that pass the hard rules")
-    estimator = LogisticRegression(C=1.0, max_iter=5000)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
-    predicted = iter(cross_val_predict(estimator, x, y, cv=splitter, method="predict_proba")[:, 1])
+    held_out = np.zeros(len(usable))
+    for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=0).split(x, y):
+        weights, intercept = signed_logistic_fit(x[train], y[train])
+        held_out[test] = 1.0 / (1.0 + np.exp(-(x[test] @ weights + intercept)))
+    predicted = iter(held_out)
     probabilities = [next(predicted) if r.features is not None else None for r in rows]
 
     def scored(threshold: float) -> tuple[float, float]:
         return rates(rows, [p is not None and p >= threshold for p in probabilities])
 
     best = max(THRESHOLDS, key=lambda t: (sum(scored(t)), t))
-    estimator.fit(x, y)
-    model = AbstentionModel(
-        float(estimator.intercept_[0]), dict(zip(FEATURES, map(float, estimator.coef_[0]))), float(best)
-    )
+    weights, intercept = signed_logistic_fit(x, y)
+    model = AbstentionModel(intercept, dict(zip(FEATURES, map(float, weights))), float(best))
     return model, *scored(best)
 
 

@@ -107,6 +107,11 @@ class ExampleIndex:
         self._segment_lengths = np.diff(np.r_[starts, len(rows)])
         ends = (starts + self._segment_lengths).tolist()
         self._segment_of = dict(zip(self._segment_rows.tolist(), zip(starts.tolist(), ends)))  # row → (start, end)
+        # Each passage row's words, as its example questions use them (see Retriever.search: "unexplained").
+        words_of: dict[int, set[str]] = {}
+        for row, terms in zip(rows, term_lists):
+            words_of.setdefault(row, set()).update(t for t in terms if " " not in t)
+        self.words_of_row = {row: frozenset(found) for row, found in words_of.items()}
         vocabulary: dict[str, int] = {}
         df: dict[int, int] = {}
         data, indices, indptr = [], [], [0]

@@ -50,6 +50,12 @@ TYPO_CUTOFF = 80.0
 SHORT_WORD_TYPO_CUTOFF = 85.0
 LONG_WORD_LENGTH = 7
 LONG_WORD_JW_CUTOFF = 0.9
+# Dictation splits long medical words ("poly myo sitis"): up to this many pieces are put back together,
+# when together they have at least this many letters.
+MAX_JOINED_PIECES = 3
+MIN_JOINED_LENGTH = 6
+MAX_JOINED_LENGTH_DIFFERENCE = 2
+MIN_FUZZY_PIECE_LENGTH = 3
 # How many of the best-scoring passages the re-ranking step looks at (6 ranks the dev split as well as
 # 10 did, at less cost per answer).
 RERANK_DEPTH = 6
@@ -119,6 +125,7 @@ class Hit:
     example: str | None = None  # the closest example question that points at this passage
     example_similarity: float = 0.0  # its cosine similarity to the question
     classifier_score: float = 0.0  # the passage classifiers' weighted support, part of the score
+    unexplained: float = 0.0  # share of the question's words neither the passage nor its example questions use
 
 
 @dataclass(frozen=True)
@@ -529,8 +536,8 @@ class Retriever:
         self._anchor_stems = frozenset(stem(w) for w in self.domain.anchors) | self.specialised_stems
 
     def analyse(self, question: str) -> QueryAnalysis:
-        original = words(question)
         corrections: dict[str, str] = {}
+        original = self.rejoin(words(question), corrections)
         corrected = []
         for word in original:
             if word in self.shorthand:  # read as meant, not reported as a typo
@@ -553,6 +560,67 @@ class Retriever:
         stems = self.analyzer.stems(" ".join(query_words))
         pairs = [f"{a} {b}" for a, b in zip(stems, stems[1:])]
         return any(self._unseen_idf > self.idf[_hash_feature(pair)] >= self._phrase_anchor_idf for pair in pairs)
+
+    def rejoin(self, query_words: list[str], corrections: dict[str, str] | None = None) -> list[str]:
+        """Words that dictation or a phone keyboard split apart, put back together ("poly myo sitis",
+        "para thyroid", "a l s"): when together they spell, or nearly spell, a specialised corpus word
+        and one of the pieces is no corpus word of its own ("back bone" stays two words).
+
+        `corrections`, if given, receives each join ("poly myo sitis" → "polymyositis").
+        """
+        joined_words: list[str] = []
+        i = 0
+        while i < len(query_words):
+            # The join that spells its corpus word best wins ("pro serin" rather than "pro serin used").
+            found = [
+                (score, size, word)
+                for size in range(2, min(MAX_JOINED_PIECES, len(query_words) - i) + 1)
+                for word, score in [self._joined_word(query_words[i : i + size])]
+                if word is not None
+            ]
+            if found:
+                _, size, word = max(found)
+                joined_words.append(word)
+                if corrections is not None:
+                    corrections[" ".join(query_words[i : i + size])] = word
+                i += size
+            else:
+                joined_words.append(query_words[i])
+                i += 1
+        return joined_words
+
+    def _joined_word(self, pieces: list[str]) -> tuple[str | None, float]:
+        """The corpus word these pieces spell together, if they are a split one (see rejoin), and how
+        closely they spell it (100: exactly)."""
+        nothing = (None, 0.0)
+        if not all(piece.isalpha() for piece in pieces):
+            return nothing
+        joined = "".join(pieces)
+        if all(len(piece) == 1 for piece in pieces):  # spelt out: "a l s" (not "i m a", nor "m a")
+            return (joined, 100.0) if joined in self.known_words and len(joined) >= 3 else nothing
+        if any(len(piece) == 1 or piece in STOP_WORDS or piece in self.shorthand for piece in pieces):
+            return nothing
+        if all(piece in self.known_words for piece in pieces) or len(joined) < MIN_JOINED_LENGTH:
+            return nothing
+        if joined in self.known_words:
+            word, score = joined, 100.0
+        else:
+            # Nearly spelt: no piece is, or is a typo of, a corpus word of its own ("vertebrae lol",
+            # "infection set"), not every piece is an English word, none is a scrap ("turn ur"), and
+            # the join is about as long as the word it spells.
+            if (
+                any(len(piece) < MIN_FUZZY_PIECE_LENGTH for piece in pieces)
+                or all(piece in self.english_words for piece in pieces)
+                or any(self.correct(piece) in self.known_words for piece in pieces)
+                or any(self.analyzer.stem(piece) in self.known_stems for piece in pieces)
+            ):
+                return nothing
+            choices = self._corpus_words_by_initial.get(joined[:1], [])
+            match = process.extractOne(joined, choices, scorer=fuzz.ratio, score_cutoff=TYPO_CUTOFF)
+            if match is None or abs(len(match[0]) - len(joined)) > MAX_JOINED_LENGTH_DIFFERENCE:
+                return nothing
+            word, score = match[0], float(match[1])
+        return (word, score) if self.analyzer.stem(word) in self.specialised_stems else nothing
 
     def correct(self, word: str) -> str:
         """The corpus word a misspelt query word most likely means, or the word itself.
@@ -662,6 +730,7 @@ class Retriever:
         at, has_example = _positions_in(example_rows, order)
         passages = [self.passages[i] for i in rows]
         matched = [tuple(sorted({term for term, present in zip(terms, row_terms) if present})) for row_terms in contains.tolist()]
+        question_words = [t for t in terms if " " not in t]
         hits = []
         for i, passage, matched_terms, (coverage, bonus), n, found, value in zip(
             rows, passages, matched, self.rerank(query, passages, matched), at.tolist(), has_example.tolist(), said
@@ -675,10 +744,19 @@ class Retriever:
                     example=self.examples.questions[self.examples.closest(i, every_example)] if found else None,
                     example_similarity=float(example_similarities[n]) if found else 0.0,
                     classifier_score=value,
+                    unexplained=self._unexplained_share(question_words, matched_terms, i),
                 )
             )
         hits.sort(key=lambda hit: -hit.score)
         return SearchResult(query, tuple(hits[:limit]), tuple(query_terms))
+
+    def _unexplained_share(self, question_words: list[str], matched_terms: tuple[str, ...], row: int) -> float:
+        """Share of the question's words that neither the passage nor the example questions tied to it
+        use: "can cats get myasthenia gravis" asks about something the myasthenia passage does not say."""
+        if not question_words:
+            return 0.0
+        known = self.examples.words_of_row.get(row, frozenset())
+        return sum(w not in known and w not in matched_terms for w in question_words) / len(question_words)
 
     def rerank(
         self, query: QueryAnalysis, passages: list[Passage], matched: list[tuple[str, ...]]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.abstention import FEATURES, load_abstention_models
+from bot.calibration import SIGNS, signed_logistic_fit
 from bot.chat import Chatbot, Conversation
 from bot.evaluation import DEFAULT_QUESTIONS
 from bot.retrieval import DataFileError
@@ -20,8 +21,23 @@ def test_the_bundled_models_are_complete_and_sane() -> None:
     models = load_abstention_models()
     for model in (models.with_examples, models.without_examples):
         assert set(model.weights) == set(FEATURES) and 0 < model.threshold < 1
-        # a better match can only make answering more likely
-        assert model.weights["top_score"] > 0 and model.weights["top_coverage"] > 0
+        # a better match can only make answering more likely, unexplained words only less likely
+        assert all(model.weights[name] * sign >= 0 for name, sign in SIGNS.items())
+        assert model.weights["top_score"] + model.weights["top_coverage"] > 0
+        assert model.weights["unexplained"] < 0
+
+
+def test_signed_fit_keeps_every_sign_even_when_plain_logistic_regression_would_not() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES)))
+    score = FEATURES.index("top_score")
+    # the label follows the negated score: an unconstrained fit gives it a negative weight
+    y = x[:, score] + 0.3 * rng.normal(size=400) < 0
+    weights, _ = signed_logistic_fit(x, y)
+    assert weights[score] == 0
+    assert all(weights[FEATURES.index(name)] * sign >= 0 for name, sign in SIGNS.items())
 
 
 def test_a_corpus_without_example_questions_gets_the_model_fitted_without_them(passages) -> None:

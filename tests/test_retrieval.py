@@ -97,6 +97,44 @@ def test_everyday_words_or_a_common_pair_do_not_anchor(chatbot: Chatbot, questio
     assert not chatbot.retriever.analyse(question).anchored
 
 
+@pytest.mark.parametrize(
+    ("question", "split", "joined"),
+    [
+        ("what is hyper para thyroidism", "hyper para thyroidism", "hyperparathyroidism"),  # spelt exactly
+        ("whats the actual cause of poly myo sitis", "poly myo sitis", "polymyositis"),  # nearly
+        ("what is pro serin used for", "pro serin", "proserin"),  # not "pro serin used"
+        ("whatis a l s exactly", "a l s", "als"),  # spelt out
+        ("an inter vertebral hernia", "inter vertebral", "intervertebral"),
+    ],
+)
+def test_medical_words_split_by_dictation_are_put_back_together(
+    chatbot: Chatbot, question: str, split: str, joined: str
+) -> None:
+    analysis = chatbot.retriever.analyse(question)
+    assert joined in analysis.words and analysis.corrections[split] == joined
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["back bone pain", "i m a nurse", "can an infection set off myasthenia", "what are vertebrae lol", "turn ur head"],
+)
+def test_words_meant_as_written_are_not_joined(chatbot: Chatbot, question: str) -> None:
+    assert list(chatbot.retriever.rejoin(question.split())) == question.split()
+
+
+def test_a_rejoined_word_is_answered_and_the_reading_is_shown(chatbot: Chatbot) -> None:
+    reply = chatbot.reply("what is mono melic amyotrophy")
+    assert reply.answered and "Monomelic" in reply.hits[0].passage.section
+    assert any("mono melic" in notice and "monomelic" in notice for notice in reply.notices)
+
+
+def test_words_neither_the_passage_nor_its_examples_use_count_as_unexplained(chatbot: Chatbot) -> None:
+    plain = chatbot.retriever.search("what is myasthenia gravis").hits[0]
+    aside = chatbot.retriever.search("can cats get myasthenia gravis").hits[0]
+    assert plain.passage == aside.passage
+    assert plain.unexplained == 0 and 0 < aside.unexplained < 1
+
+
 def test_a_treatment_question_prefers_a_passage_that_talks_about_treatment(passages) -> None:
     retriever = Retriever(passages, examples=[])
     treatment = next(i for i in retriever.domain.intents if i.name == "treatment")

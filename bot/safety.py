@@ -888,6 +888,26 @@ def sentence_flags(lexicon: Lexicon, clauses: list[str], skip: Iterable[str] = (
     return found
 
 
+def rejoin_split_words(lexicon: Lexicon, tokens: list[str]) -> list[str]:
+    """The tokens with each adjacent pair joined that the lexicon knows as one word ("un conscious",
+    "para lysis"): dictation splits long words. Read besides the tokens as written, so it only adds."""
+    joined: list[str] = []
+    i = 0
+    while i < len(tokens):
+        if i + 1 < len(tokens) and tokens[i].isalpha() and tokens[i + 1].isalpha():
+            pair = tokens[i] + tokens[i + 1]
+            # A whole lexicon word, or the start of one that the first piece alone does not reach
+            # ("para lysis": "paralys*"; not "headache has", where "headache" already is "headach*").
+            known = lexicon.words.known(pair)
+            if any(not is_prefix or len(text) > len(tokens[i]) for text, is_prefix in known):
+                joined.append(pair)
+                i += 2
+                continue
+        joined.append(tokens[i])
+        i += 1
+    return joined
+
+
 def clause_flags(lexicon: Lexicon, clause: str, fever_words: bool = True) -> list[tuple[str, str]]:
     """(flag id, evidence) for each flag the words of one clause show; repeated clauses come from a cache.
 
@@ -899,11 +919,13 @@ def clause_flags(lexicon: Lexicon, clause: str, fever_words: bool = True) -> lis
     found = []
     tokens = words(clause)
     if tokens:
-        matcher = _ClauseMatcher(lexicon, tokens)
+        # Also read it with words that dictation split apart put back together ("un conscious").
+        rejoined = rejoin_split_words(lexicon, tokens)
+        matchers = [_ClauseMatcher(lexicon, reading) for reading in ([tokens, rejoined] if rejoined != tokens else [tokens])]
         for rule in lexicon.flags:
             if rule.id == FEVER_FLAG and not fever_words:
                 continue
-            evidence = matcher.rule_evidence(rule)
+            evidence = next((e for e in (m.rule_evidence(rule) for m in matchers) if e is not None), None)
             if evidence is not None:
                 found.append((rule.id, evidence))
     if len(cache) < 10_000:

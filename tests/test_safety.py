@@ -231,6 +231,24 @@ def test_questions_about_red_flags_escalate() -> None:
     assert detect_red_flags("which doctor treats polymyositis?") == []
 
 
+@pytest.mark.parametrize(
+    ("message", "flag"),
+    [
+        ("she is un conscious", "consciousness"),
+        ("my dad has para lysis", "paralysis"),
+        ("he can t move his arm", "paralysis"),  # dictation drops the apostrophe
+        ("she can t breathe", "breathing"),
+    ],
+)
+def test_words_split_by_dictation_are_still_read(message: str, flag: str) -> None:
+    assert flag in [f.id for f in detect_red_flags(message)]
+
+
+@pytest.mark.parametrize("message", ["the headache has gone", "i don t have a fever"])
+def test_rejoining_does_not_undo_what_the_words_say(message: str) -> None:
+    assert detect_red_flags(message) == []
+
+
 @pytest.mark.parametrize("message", ["\U00010a40", "\u00b2", "x\u00b3 weak legs", "\u2460 tired"])
 def test_digit_like_characters_that_are_not_numbers_do_not_crash(message: str) -> None:
     """Characters that str.isdigit() accepts but int() does not (found by Hypothesis)."""

@@ -26,13 +26,13 @@ BUNDLED_OUTPUT = Path(__file__).resolve().parent / "data" / ABSTENTION_FILE
 # Below this share of on-topic labels found in the corpus, the question set is not about this corpus.
 MIN_LABELS_FOUND = 0.5
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
-# The sign each of these weights must have: a better match, an anchor word or more words the corpus
-# knows never make answering less likely, and words the passage does not explain never make it more
-# likely. Correlated features would otherwise trade signs (a negative weight on the score, made up for
-# by another feature).
+# The sign each of these weights must have: a better match, a clearer lead over the runner-up, an
+# anchor word or more words the corpus knows never make answering less likely, and words the passage
+# does not explain never make it more likely. Correlated features would otherwise trade signs (a
+# negative weight on the score, made up for by another feature). A weight may come out 0.
 SIGNS = {
-    "top_score": 1, "classifier_score": 1, "top_coverage": 1, "example_similarity": 1, "topic_log_odds": 1,
-    "anchored": 1, "known_word_share": 1, "unexplained": -1,
+    "top_score": 1, "classifier_score": 1, "top_coverage": 1, "example_similarity": 1, "margin": 1,
+    "topic_log_odds": 1, "anchored": 1, "known_word_share": 1, "unexplained": -1,
 }
 
 

@@ -56,6 +56,7 @@ MAX_JOINED_PIECES = 3
 MIN_JOINED_LENGTH = 6
 MAX_JOINED_LENGTH_DIFFERENCE = 2
 MIN_FUZZY_PIECE_LENGTH = 3
+MAX_REMEMBERED_CORRECTIONS = 100_000
 # How many of the best-scoring passages the re-ranking step looks at (6 ranks the dev split as well as
 # 10 did, at less cost per answer).
 RERANK_DEPTH = 6
@@ -534,6 +535,7 @@ class Retriever:
         # Corpus words that are not everyday English ("proserin", "osteophytes") anchor a question too.
         self.specialised_stems = frozenset(self.state.jargon_stems)
         self._anchor_stems = frozenset(stem(w) for w in self.domain.anchors) | self.specialised_stems
+        self._corrections: dict[str, str] = {}  # correct() remembered: rejoin asks about the same pieces
 
     def analyse(self, question: str) -> QueryAnalysis:
         corrections: dict[str, str] = {}
@@ -563,8 +565,9 @@ class Retriever:
 
     def rejoin(self, query_words: list[str], corrections: dict[str, str] | None = None) -> list[str]:
         """Words that dictation or a phone keyboard split apart, put back together ("poly myo sitis",
-        "para thyroid", "a l s"): when together they spell, or nearly spell, a specialised corpus word
-        and one of the pieces is no corpus word of its own ("back bone" stays two words).
+        "para thyroid"): when together they spell, or nearly spell, a specialised corpus word and one of
+        the pieces is no corpus word of its own ("back bone" stays two words); and single letters that
+        spell an anchor word ("a l s").
 
         `corrections`, if given, receives each join ("poly myo sitis" → "polymyositis").
         """
@@ -596,8 +599,9 @@ class Retriever:
         if not all(piece.isalpha() for piece in pieces):
             return nothing
         joined = "".join(pieces)
-        if all(len(piece) == 1 for piece in pieces):  # spelt out: "a l s" (not "i m a", nor "m a")
-            return (joined, 100.0) if joined in self.known_words and len(joined) >= 3 else nothing
+        if all(len(piece) == 1 for piece in pieces):  # an anchor spelt out: "a l s" (not "i m a", "t h e")
+            spelt = len(joined) >= 3 and joined in self.known_words and self.analyzer.stem(joined) in self._anchor_stems
+            return (joined, 100.0) if spelt else nothing
         if any(len(piece) == 1 or piece in STOP_WORDS or piece in self.shorthand for piece in pieces):
             return nothing
         if all(piece in self.known_words for piece in pieces) or len(joined) < MIN_JOINED_LENGTH:
@@ -611,8 +615,8 @@ class Retriever:
             if (
                 any(len(piece) < MIN_FUZZY_PIECE_LENGTH for piece in pieces)
                 or all(piece in self.english_words for piece in pieces)
-                or any(self.correct(piece) in self.known_words for piece in pieces)
                 or any(self.analyzer.stem(piece) in self.known_stems for piece in pieces)
+                or any(self.correct(piece) in self.known_words for piece in pieces)
             ):
                 return nothing
             choices = self._corpus_words_by_initial.get(joined[:1], [])
@@ -628,6 +632,14 @@ class Retriever:
         Only unknown words are corrected: a real English word ("weather") is never turned into a
         corpus word ("water").
         """
+        known = self._corrections.get(word)
+        if known is None:
+            known = self._correction(word)
+            if len(self._corrections) < MAX_REMEMBERED_CORRECTIONS:
+                self._corrections[word] = known
+        return known
+
+    def _correction(self, word: str) -> str:
         if (
             len(word) < MIN_CORRECTABLE_LENGTH
             or word in STOP_WORDS

@@ -10,6 +10,7 @@ compared with the threshold. All phrases live in ``bot/data/red_flags.toml``.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ from pathlib import Path
 from rapidfuzz import fuzz, process
 
 from bot.retrieval import DataFileError, load_toml
-from bot.text import expand_contractions, fold, words
+from bot.text import BARE_NEGATIONS_RE, expand_contractions, fold, words
 
 FEVER_FLAG = "fever"
 # An operator can point the bot at another lexicon file (its errors name that file).
@@ -35,6 +36,8 @@ NUMBER_TOKEN_RE = re.compile(r"#(<?)(\d{1,6})")
 CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—]+\s")
 # How many words beyond the negation window to look for pseudo-negations and terminators.
 NEGATION_MARGIN = 12
+# A combination tries at most this many matches of each of its parts (see combination_evidence).
+MAX_SPANS_PER_PART = 4
 # Sentences end at . ! ? ; and new lines (not at a decimal point).
 SENTENCE_SPLIT_RE = re.compile(r"[!?;\n]+|\.(?!\d)|(?<!\d)\.")
 # A number that may be a temperature, with an optional unit right after it.
@@ -719,15 +722,18 @@ class _ClauseMatcher:
 
     def combination_evidence(self, rule: FlagRule, combinations: tuple[tuple[Phrase, ...], ...]) -> str | None:
         for combination in combinations:
-            spans = [self.find_phrase(part) for part in combination]
+            spans = [self.find_phrase(part)[:MAX_SPANS_PER_PART] for part in combination]
             if not all(spans):
                 continue
-            positions = tuple(sorted({p for part_spans in spans for p in part_spans[0]}))
-            # Negated as a whole, or in one of its parts: "my face isn't drooping" is no drooping face.
-            if any(self.negated(part_spans[0], positions) for part_spans in spans):
-                continue
-            if not self.excluded(rule, positions) and not self.negated(positions):
-                return " ".join(self.tokens[i] for i in positions)
+            # Every choice of one match per part, not just the first: in "can not tell, can not lift my
+            # right arm" the first "can not" is negated by nothing but the second one counts.
+            for chosen in itertools.product(*spans):
+                positions = tuple(sorted({p for span in chosen for p in span}))
+                # Negated as a whole, or in one of its parts: "my face isn't drooping" is no drooping face.
+                if any(self.negated(span, positions) for span in chosen):
+                    continue
+                if not self.excluded(rule, positions) and not self.negated(positions):
+                    return " ".join(self.tokens[i] for i in positions)
         return None
 
 
@@ -856,13 +862,17 @@ def detect_red_flags(text: str, lexicon: Lexicon | None = None) -> list[RedFlag]
             hottest = max(readings, key=lambda r: r.celsius)
             if hottest.celsius > lexicon.fever_threshold_celsius:
                 found.setdefault(FEVER_FLAG, hottest.text)
-        clauses = split_clauses(sentence)
-        for clause in clauses:
-            for flag_id, evidence in clause_flags(lexicon, clause, fever_words=not readings):
-                found.setdefault(flag_id, evidence)
-        if len(clauses) > 1:
-            for flag_id, evidence in sentence_flags(lexicon, clauses, skip=found):
-                found.setdefault(flag_id, evidence)
+        # Also read with "can t" as "can not" (dictated, or a space typed for the apostrophe): an
+        # extra reading only adds flags.
+        spaced = SPACED_NEGATION_RE.sub(r"\1nt", sentence)
+        for reading in (sentence, expand_contractions(spaced)) if spaced != sentence else (sentence,):
+            clauses = split_clauses(reading)
+            for clause in clauses:
+                for flag_id, evidence in clause_flags(lexicon, clause, fever_words=not readings):
+                    found.setdefault(flag_id, evidence)
+            if len(clauses) > 1:
+                for flag_id, evidence in sentence_flags(lexicon, clauses, skip=found):
+                    found.setdefault(flag_id, evidence)
         if len(found) == len(lexicon.flags):
             break
     return [RedFlag(rule.id, rule.label, found[rule.id]) for rule in lexicon.flags if rule.id in found]
@@ -888,24 +898,34 @@ def sentence_flags(lexicon: Lexicon, clauses: list[str], skip: Iterable[str] = (
     return found
 
 
+# "can t", "didn t": a negative contraction dictated or typed with a space for the apostrophe.
+SPACED_NEGATION_RE = re.compile(BARE_NEGATIONS_RE.pattern.replace("nt\\b", "n t\\b"))
+# Dictation splits a long word into at most this many pieces ("un con scious").
+MAX_REJOINED_PIECES = 3
+
+
 def rejoin_split_words(lexicon: Lexicon, tokens: list[str]) -> list[str]:
-    """The tokens with each adjacent pair joined that the lexicon knows as one word ("un conscious",
-    "para lysis"): dictation splits long words. Read besides the tokens as written, so it only adds."""
+    """The tokens with each run of two or three pieces joined that the lexicon knows as one word
+    ("un conscious", "para ly sis"): dictation splits long words."""
     joined: list[str] = []
     i = 0
     while i < len(tokens):
-        if i + 1 < len(tokens) and tokens[i].isalpha() and tokens[i + 1].isalpha():
-            pair = tokens[i] + tokens[i + 1]
-            # A whole lexicon word, or the start of one that the first piece alone does not reach
-            # ("para lysis": "paralys*"; not "headache has", where "headache" already is "headach*").
-            known = lexicon.words.known(pair)
-            if any(not is_prefix or len(text) > len(tokens[i]) for text, is_prefix in known):
-                joined.append(pair)
-                i += 2
-                continue
-        joined.append(tokens[i])
-        i += 1
+        for size in range(min(MAX_REJOINED_PIECES, len(tokens) - i), 1, -1):
+            pieces = tokens[i : i + size]
+            if all(len(piece) > 1 and piece.isalpha() for piece in pieces) and _lexicon_word_split(lexicon, pieces):
+                joined.append("".join(pieces))
+                i += size
+                break
+        else:
+            joined.append(tokens[i])
+            i += 1
     return joined
+
+
+def _lexicon_word_split(lexicon: Lexicon, pieces: list[str]) -> bool:
+    """Whether the pieces together are a lexicon word, or the start of one that the first piece alone
+    does not reach ("para lysis": "paralys*"; not "headache has", where "headache" already is "headach*")."""
+    return any(not is_prefix or len(text) > len(pieces[0]) for text, is_prefix in lexicon.words.known("".join(pieces)))
 
 
 def clause_flags(lexicon: Lexicon, clause: str, fever_words: bool = True) -> list[tuple[str, str]]:
@@ -919,7 +939,8 @@ def clause_flags(lexicon: Lexicon, clause: str, fever_words: bool = True) -> lis
     found = []
     tokens = words(clause)
     if tokens:
-        # Also read it with words that dictation split apart put back together ("un conscious").
+        # Also read it with the words dictation split apart put back together ("un conscious"): an
+        # extra reading only adds flags.
         rejoined = rejoin_split_words(lexicon, tokens)
         matchers = [_ClauseMatcher(lexicon, reading) for reading in ([tokens, rejoined] if rejoined != tokens else [tokens])]
         for rule in lexicon.flags:

@@ -31,7 +31,7 @@ def fold(text: str) -> str:
 
 # Negative contractions people type without the apostrophe ("cant", "didnt").
 BARE_NEGATIONS_RE = re.compile(
-    r"\b(ca|do|does|did|wo|could|would|should|is|are|was|were|has|have|had|must|need)n ?t\b"  # "cant", "can t"
+    r"\b(ca|do|does|did|wo|could|would|should|is|are|was|were|has|have|had|must|need)nt\b"
 )
 
 

@@ -235,6 +235,7 @@ def test_questions_about_red_flags_escalate() -> None:
     ("message", "flag"),
     [
         ("she is un conscious", "consciousness"),
+        ("she is un con scious", "consciousness"),
         ("my dad has para lysis", "paralysis"),
         ("he can t move his arm", "paralysis"),  # dictation drops the apostrophe
         ("she can t breathe", "breathing"),
@@ -244,9 +245,15 @@ def test_words_split_by_dictation_are_still_read(message: str, flag: str) -> Non
     assert flag in [f.id for f in detect_red_flags(message)]
 
 
-@pytest.mark.parametrize("message", ["the headache has gone", "i don t have a fever"])
+@pytest.mark.parametrize("message", ["the headache has gone", "she fell a sleep on the sofa", "he s at work"])
 def test_rejoining_does_not_undo_what_the_words_say(message: str) -> None:
     assert detect_red_flags(message) == []
+
+
+@pytest.mark.parametrize("apostrophe", ["'", " "])
+def test_a_combination_is_found_past_an_earlier_negated_match_of_one_part(apostrophe: str) -> None:
+    message = f"i can{apostrophe}t tell, can{apostrophe}t lift my right arm above my head since an hour ago, came on suddenly"
+    assert {"paralysis", "one_sided"} <= {f.id for f in detect_red_flags(message)}
 
 
 @pytest.mark.parametrize("message", ["\U00010a40", "\u00b2", "x\u00b3 weak legs", "\u2460 tired"])

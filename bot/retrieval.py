@@ -411,6 +411,17 @@ def jargon_stems(word_stems: dict[str, str], english_words: frozenset[str], doma
     }
 
 
+
+def _join_kind(word: str, shorthand: dict[str, str]) -> str | None:
+    """What a query word can be a piece of (see Retriever.rejoin): "letter" (a word spelt out), "piece"
+    (a split word: 2+ letters, no stop word or chat shorthand), or None."""
+    if not word.isalpha():
+        return None
+    if len(word) == 1:
+        return "letter"
+    return None if word in STOP_WORDS or word in shorthand else "piece"
+
+
 class Retriever:
     """Ranks passages for a question by cosine similarity of TF-IDF vectors."""
 
@@ -571,6 +582,10 @@ class Retriever:
 
         `corrections`, if given, receives each join ("poly myo sitis" → "polymyositis").
         """
+        # What each word can be part of: a split word (2+ letters, no stop word) or a spelt-out one.
+        kinds = [_join_kind(word, self.shorthand) for word in query_words]
+        if not any(a is not None and a == b for a, b in zip(kinds, kinds[1:])):
+            return list(query_words)  # the common case: no two neighbours could be pieces of one word
         joined_words: list[str] = []
         i = 0
         while i < len(query_words):
@@ -578,6 +593,7 @@ class Retriever:
             found = [
                 (score, size, word)
                 for size in range(2, min(MAX_JOINED_PIECES, len(query_words) - i) + 1)
+                if kinds[i] is not None and all(kind == kinds[i] for kind in kinds[i + 1 : i + size])
                 for word, score in [self._joined_word(query_words[i : i + size])]
                 if word is not None
             ]
@@ -596,14 +612,13 @@ class Retriever:
         """The corpus word these pieces spell together, if they are a split one (see rejoin), and how
         closely they spell it (100: exactly)."""
         nothing = (None, 0.0)
-        if not all(piece.isalpha() for piece in pieces):
+        kinds = {_join_kind(piece, self.shorthand) for piece in pieces}
+        if len(kinds) != 1 or None in kinds:
             return nothing
         joined = "".join(pieces)
-        if all(len(piece) == 1 for piece in pieces):  # an anchor spelt out: "a l s" (not "i m a", "t h e")
+        if kinds == {"letter"}:  # an anchor spelt out: "a l s" (not "i m a", "t h e")
             spelt = len(joined) >= 3 and joined in self.known_words and self.analyzer.stem(joined) in self._anchor_stems
             return (joined, 100.0) if spelt else nothing
-        if any(len(piece) == 1 or piece in STOP_WORDS or piece in self.shorthand for piece in pieces):
-            return nothing
         if all(piece in self.known_words for piece in pieces) or len(joined) < MIN_JOINED_LENGTH:
             return nothing
         if joined in self.known_words:

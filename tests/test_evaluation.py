@@ -17,12 +17,19 @@ from tests.test_cli import run_bot
 # abstention floor went from 0.97 to 0.91 when a harder blind batch joined the split, then up to 0.97
 # with the topic classifier; a fourth blind batch, measured once, joined on 2026-11-25. Then 677 dev
 # questions that use the corpus's words off topic, and on topic, moved the calibrated trade-off: held-out
-# abstention 0.968 -> 0.978, hit@1 0.982 -> 0.976, hit@3 0.994 -> 0.988; the floors follow.)
-HELDOUT_MIN = {"--min-hit1": "0.97", "--min-hit3": "0.985", "--min-abstention": "0.97"}
+# abstention 0.968 -> 0.978, hit@1 0.982 -> 0.976, hit@3 0.994 -> 0.988; the floors follow. On
+# 2026-11-25 two more blind batches joined and the figures rose to hit@1 0.984, hit@3 0.994,
+# abstention 0.980 on 496 + 149 questions; the floors rose with them.)
+HELDOUT_MIN = {"--min-hit1": "0.98", "--min-hit3": "0.99", "--min-abstention": "0.975"}
 
 
-def test_every_label_names_exactly_one_passage(passages: list[Passage]) -> None:
-    items = load_items(DEFAULT_QUESTIONS)
+# Questions on details a passage leaves out ("is myasthenia gravis hereditary?"): measured, not trained on.
+DETAIL_QUESTIONS = Path(DEFAULT_QUESTIONS).with_name("detail_questions.jsonl")
+
+
+@pytest.mark.parametrize("labelled", [DEFAULT_QUESTIONS, DETAIL_QUESTIONS])
+def test_every_label_names_exactly_one_passage(passages: list[Passage], labelled: Path) -> None:
+    items = load_items(labelled)
     for item in items:
         named = []
         for phrase in item.phrases:

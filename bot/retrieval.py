@@ -57,8 +57,6 @@ MIN_JOINED_LENGTH = 6
 MAX_JOINED_LENGTH_DIFFERENCE = 2
 MIN_FUZZY_PIECE_LENGTH = 3
 MAX_REMEMBERED_CORRECTIONS = 100_000
-# A word typed without a space ("comeand") is split only from this length on.
-MIN_SPLIT_LENGTH = 6
 # How many of the best-scoring passages the re-ranking step looks at (6 ranks the dev split as well as
 # 10 did, at less cost per answer).
 RERANK_DEPTH = 6
@@ -559,12 +557,6 @@ class Retriever:
                 corrected.extend(self.shorthand[word].split())
                 continue
             fixed = self.correct(word)
-            split = self.split_run_together(word)
-            # Two words as typed ("legsfeel") beat a correction that keeps only the start ("legs").
-            if split is not None and (fixed == word or split[1]):
-                corrections[word] = " ".join(split[0])
-                corrected.extend(split[0])
-                continue
             if fixed != word:
                 corrections[word] = fixed
             corrected.append(fixed)
@@ -615,41 +607,6 @@ class Retriever:
                 joined_words.append(query_words[i])
                 i += 1
         return joined_words
-
-    def split_run_together(self, word: str) -> tuple[list[str], bool] | None:
-        """Two words typed without the space between them ("comeand", "onmyastenia"), each read as a
-        word or corrected as a typo, and whether both were words as typed; None for a word that is one
-        already or splits no sensible way."""
-        if (
-            len(word) < MIN_SPLIT_LENGTH
-            or not word.isalpha()
-            or word in self.known_words
-            or word in self.english_words
-            or word in STOP_WORDS
-            or word in self.shorthand
-        ):
-            return None
-        best: tuple[int, list[str]] | None = None
-        for cut in range(2, len(word) - 1):
-            left, right = self._read_part(word[:cut]), self._read_part(word[cut:])
-            if left is None or right is None:
-                continue
-            # A part that is a word as typed beats a corrected one; both corrected, both need length.
-            exact = (left[1] + right[1], -abs(len(word) - 2 * cut))
-            if exact[0] == 0 and min(cut, len(word) - cut) < MIN_CORRECTABLE_LENGTH + 1:
-                continue
-            if best is None or exact > best[0]:
-                best = (exact, [left[0], right[0]])
-        return (best[1], best[0][0] == 2) if best else None
-
-    def _read_part(self, part: str) -> tuple[str, int] | None:
-        """(the word, 1) for a part that is a word as typed, (its correction, 0) for a typo, else None."""
-        if part in STOP_WORDS or part in self.known_words or part in self.english_words:
-            return part, 1
-        if part in self.shorthand:
-            return self.shorthand[part], 1
-        fixed = self.correct(part)
-        return (fixed, 0) if fixed != part else None
 
     def _joined_word(self, pieces: list[str]) -> tuple[str | None, float]:
         """The corpus word these pieces spell together, if they are a split one (see rejoin), and how

@@ -1,7 +1,8 @@
 """Whether to answer: a small logistic model over features of the best match, fitted on the dev split.
 
-The hard rules stay in the core (no passage, or a score below the floor: decline). Past them, the model gives the probability that the question is one the corpus answers, from how well the
-best passage matches; below the threshold the bot declines. There are two models: one for when example
+The hard rules stay in the core (no passage, or a score below the floor: decline). Past them, the
+model gives the probability that the question is one the corpus answers, from how well the best
+passage matches; below the threshold the bot declines. There are two models: one for when example
 questions are tied to the corpus (the bundled one), one for when none are (an operator's own corpus),
 whose scores lack the example signal. `python -m bot calibrate` fits both (with scikit-learn) on
 cross-validated features and writes bot/data/abstention.toml; answering needs only the weights.

@@ -411,7 +411,6 @@ def jargon_stems(word_stems: dict[str, str], english_words: frozenset[str], doma
     }
 
 
-
 def _join_kind(word: str, shorthand: dict[str, str]) -> str | None:
     """What a query word can be a piece of (see Retriever.rejoin): "letter" (a word spelt out), "piece"
     (a split word: 2+ letters, no stop word or chat shorthand), or None."""
@@ -594,7 +593,7 @@ class Retriever:
                 (score, size, word)
                 for size in range(2, min(MAX_JOINED_PIECES, len(query_words) - i) + 1)
                 if kinds[i] is not None and all(kind == kinds[i] for kind in kinds[i + 1 : i + size])
-                for word, score in [self._joined_word(query_words[i : i + size])]
+                for word, score in [self._joined_word(query_words[i : i + size], kinds[i])]
                 if word is not None
             ]
             if found:
@@ -608,15 +607,12 @@ class Retriever:
                 i += 1
         return joined_words
 
-    def _joined_word(self, pieces: list[str]) -> tuple[str | None, float]:
-        """The corpus word these pieces spell together, if they are a split one (see rejoin), and how
-        closely they spell it (100: exactly)."""
+    def _joined_word(self, pieces: list[str], kind: str) -> tuple[str | None, float]:
+        """The corpus word these pieces (all of this _join_kind) spell together, if they are a split
+        one (see rejoin), and how closely they spell it (100: exactly)."""
         nothing = (None, 0.0)
-        kinds = {_join_kind(piece, self.shorthand) for piece in pieces}
-        if len(kinds) != 1 or None in kinds:
-            return nothing
         joined = "".join(pieces)
-        if kinds == {"letter"}:  # an anchor spelt out: "a l s" (not "i m a", "t h e")
+        if kind == "letter":  # an anchor spelt out: "a l s" (not "i m a", "t h e")
             spelt = len(joined) >= 3 and joined in self.known_words and self.analyzer.stem(joined) in self._anchor_stems
             return (joined, 100.0) if spelt else nothing
         if all(piece in self.known_words for piece in pieces) or len(joined) < MIN_JOINED_LENGTH:

@@ -38,6 +38,10 @@ CLAUSE_SPLIT_RE = re.compile(r"[!?;:\n()\[\]]+|[.,](?!\d)|(?<!\d)[.,]|\s[-–—
 NEGATION_MARGIN = 12
 # A combination tries at most this many matches of each of its parts (see combination_evidence).
 MAX_SPANS_PER_PART = 4
+# "can t", "didn t": a negative contraction dictated or typed with a space for the apostrophe.
+SPACED_NEGATION_RE = re.compile(BARE_NEGATIONS_RE.pattern.replace("nt\\b", "n t\\b"))
+# Dictation splits a long word into at most this many pieces ("un con scious").
+MAX_REJOINED_PIECES = 3
 # Sentences end at . ! ? ; and new lines (not at a decimal point).
 SENTENCE_SPLIT_RE = re.compile(r"[!?;\n]+|\.(?!\d)|(?<!\d)\.")
 # A number that may be a temperature, with an optional unit right after it.
@@ -896,12 +900,6 @@ def sentence_flags(lexicon: Lexicon, clauses: list[str], skip: Iterable[str] = (
         if evidence is not None:
             found.append((rule.id, evidence))
     return found
-
-
-# "can t", "didn t": a negative contraction dictated or typed with a space for the apostrophe.
-SPACED_NEGATION_RE = re.compile(BARE_NEGATIONS_RE.pattern.replace("nt\\b", "n t\\b"))
-# Dictation splits a long word into at most this many pieces ("un con scious").
-MAX_REJOINED_PIECES = 3
 
 
 def rejoin_split_words(lexicon: Lexicon, tokens: list[str]) -> list[str]:

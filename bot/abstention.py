@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.answer_kinds import AnswerKind, missing_kinds
 from bot.retrieval import DataFileError, content_words, load_toml
 
 if TYPE_CHECKING:
@@ -32,10 +33,11 @@ FEATURES = (
     "log_content_words",  # log(1 + number of content words)
     "known_word_share",  # share of content words the corpus or the synonym map knows
     "topic_log_odds",  # the topic classifier's log-odds that the question is about the corpus (bot.classifiers)
+    "missing_answer_kind",  # it asks for a kind of answer (a year, a price) the passage has none of (bot.answer_kinds)
 )
 
 
-def match_features(result: SearchResult, retriever: Retriever) -> dict[str, float]:
+def match_features(result: SearchResult, retriever: Retriever, kinds: tuple[AnswerKind, ...] = ()) -> dict[str, float]:
     """The features of a search result (with at least one hit) that the model reads."""
     hits = result.hits
     top = hits[0]
@@ -56,6 +58,7 @@ def match_features(result: SearchResult, retriever: Retriever) -> dict[str, floa
         "known_word_share": len(known) / len(content) if content else 0.0,
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus
         "topic_log_odds": retriever.topic.log_odds(result.terms) if retriever.topic else 0.0,
+        "missing_answer_kind": float(bool(missing_kinds(kinds, result.query.words, top.passage))),
     }
 
 

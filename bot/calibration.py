@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.abstention import ABSTENTION_FILE, FEATURES, AbstentionModel, AbstentionModels, match_features
+from bot.abstention import ABSTENTION_FILE, FEATURES, AbstentionModel, AbstentionModels
 from bot.chat import Chatbot
 from bot.evaluation import DEFAULT_QUESTIONS, Item, cross_validated, load_items, rank_in
 from bot.retrieval import DATA_DIR_VARIABLE
@@ -32,7 +32,7 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
 # negative weight on the score, made up for by another feature). A weight may come out 0.
 SIGNS = {
     "top_score": 1, "classifier_score": 1, "top_coverage": 1, "example_similarity": 1, "margin": 1,
-    "topic_log_odds": 1, "anchored": 1, "known_word_share": 1, "unexplained": -1,
+    "topic_log_odds": 1, "anchored": 1, "known_word_share": 1, "unexplained": -1, "missing_answer_kind": -1,
 }
 
 
@@ -46,7 +46,7 @@ class Row:
 def collect_rows(chatbot: Chatbot, items: list[Item]) -> list[Row]:
     def row(item: Item) -> Row:
         result = chatbot.search(item.question)
-        features = match_features(result, chatbot.retriever) if chatbot.passes_hard_rules(result) else None
+        features = chatbot.match_features(result) if chatbot.passes_hard_rules(result) else None
         right = bool(result.hits) and item.on_topic and rank_in([result.hits[0].passage], item.phrases) == 1
         return Row(features, item.on_topic, right)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.abstention import AbstentionModels, load_abstention_models, match_features
+from bot.answer_kinds import load_answer_kinds
 from bot.corpus import Passage, load_passages
 from bot.retrieval import (
     STOP_WORDS, DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions,
@@ -210,6 +211,7 @@ class Chatbot:
         self.feedback = feedback
         self.ambiguity_margin = ambiguity_margin
         self.abstention = abstention or load_abstention_models()
+        self.answer_kinds = load_answer_kinds()
 
     @classmethod
     def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, *, use_cache: bool = True, **options) -> Chatbot:
@@ -371,7 +373,11 @@ class Chatbot:
             return False
         # Past the hard rules, the fitted model decides: "weak wifi signal" has an anchor word but matches
         # little of any passage; "hard to get out of a chair" has none but is close to known questions.
-        return self.abstention.for_retriever(self.retriever).answers(match_features(result, self.retriever))
+        return self.abstention.for_retriever(self.retriever).answers(self.match_features(result))
+
+    def match_features(self, result: SearchResult) -> dict[str, float]:
+        """What the answer-or-decline model reads about a search result with at least one hit."""
+        return match_features(result, self.retriever, self.answer_kinds)
 
     def passes_hard_rules(self, result: SearchResult) -> bool:
         """A passage was found and its score reaches the floor."""

@@ -37,8 +37,12 @@ FEATURES = (
 )
 
 
-def match_features(result: SearchResult, retriever: Retriever, kinds: tuple[AnswerKind, ...] = ()) -> dict[str, float]:
-    """The features of a search result (with at least one hit) that the model reads."""
+def match_features(
+    result: SearchResult, retriever: Retriever, kinds: tuple[AnswerKind, ...] = (),
+    question_words: tuple[str, ...] | None = None,
+) -> dict[str, float]:
+    """The features of a search result (with at least one hit) that the model reads. The answer kinds
+    are read from `question_words` when given: a follow-up's own words, not the topic it borrowed."""
     hits = result.hits
     top = hits[0]
     content = content_words(result.query.words)
@@ -58,7 +62,7 @@ def match_features(result: SearchResult, retriever: Retriever, kinds: tuple[Answ
         "known_word_share": len(known) / len(content) if content else 0.0,
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus
         "topic_log_odds": retriever.topic.log_odds(result.terms) if retriever.topic else 0.0,
-        "missing_answer_kind": float(bool(missing_kinds(kinds, result.query.words, top.passage))),
+        "missing_answer_kind": float(bool(missing_kinds(kinds, question_words or result.query.words, top.passage))),
     }
 
 

@@ -12,54 +12,73 @@ import re
 from dataclasses import dataclass
 
 from bot.corpus import Passage
-from bot.retrieval import DataFileError, load_toml
+from bot.retrieval import DataFileError, load_labelled_toml
 from bot.text import words
 
 ANSWER_KINDS_FILE = "answer_kinds.toml"
+KIND_KEYS = {"name", "cues", "evidence", "same_words"}
 
 
 @dataclass(frozen=True)
 class AnswerKind:
     name: str
-    cues: tuple[re.Pattern[str], ...]  # searched in the question's folded words, joined by spaces
-    evidence: tuple[re.Pattern[str], ...]  # searched in the passage text, ignoring case; none: no passage can
-    same_word: bool = False  # the passage must also contain the word the cue matched ("cats")
+    cue: re.Pattern[str]  # any of the kind's cues, searched in the question's folded (lower-case) words joined by spaces
+    evidence: re.Pattern[str] | None  # any of its evidence, searched in the passage text; None: only same_words
+    same_words: frozenset[str] = frozenset()  # a passage with one of these that the cue matched can answer too
 
     def asked_by(self, question: str) -> str | None:
-        """The text of the first cue the (folded) question matches, or None."""
-        for cue in self.cues:
-            if found := cue.search(question):
-                return found.group(0)
-        return None
+        """The text a cue matched in the (folded) question, or None."""
+        found = self.cue.search(question)
+        return found.group(0) if found else None
 
     def evidenced_in(self, passage: Passage, cue_text: str) -> bool:
-        if any(pattern.search(passage.text) for pattern in self.evidence):
+        if self.evidence is not None and self.evidence.search(passage.text):
             return True
-        return self.same_word and bool(set(words(cue_text)) & set(words(passage.text)))
+        wanted = {_singular(w) for w in words(cue_text) if w in self.same_words or _singular(w) in self.same_words}
+        return bool(wanted) and not wanted.isdisjoint(_singular(w) for w in words(passage.text))
 
 
-def _patterns(entry: dict, key: str, source: str) -> tuple[re.Pattern[str], ...]:
+def _singular(word: str) -> str:
+    """"ducks", "duck's" → "duck": enough to tell whether a passage mentions the same animal."""
+    return word.removesuffix("'s").removesuffix("’s").removesuffix("s")
+
+
+def _any_of(entry: dict, key: str, label: str, flags: int = 0) -> re.Pattern[str] | None:
+    """One pattern for all of a kind's `key` patterns (one search instead of one per pattern); None if it has none."""
     values = entry.get(key, [])
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise DataFileError(f"data file {source}: `{key}` of a kind must be a list of regular expressions")
+        raise DataFileError(f"data file {label}: `{key}` of kind {entry['name']!r} must be a list of regular expressions")
+    if not values:
+        return None
     try:
-        return tuple(re.compile(v, re.IGNORECASE) for v in values)
+        for value in values:
+            re.compile(value)
+        return re.compile("|".join(f"(?:{value})" for value in values), flags)
     except re.error as error:
-        raise DataFileError(f"data file {source}: bad regular expression in `{key}`: {error}") from None
+        raise DataFileError(f"data file {label}: bad regular expression in `{key}` of kind {entry['name']!r}: {error}") from None
+
+
+def _kind(entry: object, label: str) -> AnswerKind:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise DataFileError(f"data file {label}: every [[kinds]] table needs a `name`")
+    unknown = sorted(set(entry) - KIND_KEYS)
+    if unknown:
+        raise DataFileError(f"data file {label}: kind {entry['name']!r} has unknown keys: {', '.join(unknown)}")
+    same_words = entry.get("same_words", "")
+    if not isinstance(same_words, str):
+        raise DataFileError(f"data file {label}: `same_words` of kind {entry['name']!r} must be a string of words")
+    cue = _any_of(entry, "cues", label)
+    if cue is None:
+        raise DataFileError(f"data file {label}: kind {entry['name']!r} needs `cues`")
+    return AnswerKind(entry["name"], cue, _any_of(entry, "evidence", label, re.IGNORECASE), frozenset(words(same_words)))
 
 
 def load_answer_kinds(source: str = ANSWER_KINDS_FILE) -> tuple[AnswerKind, ...]:
-    entries = load_toml(source).get("kinds", [])
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries):
-        raise DataFileError(f"data file {source}: [[kinds]] tables need a `name`")
-    kinds = []
-    for entry in entries:
-        kind = AnswerKind(entry["name"], _patterns(entry, "cues", source), _patterns(entry, "evidence", source),
-                          bool(entry.get("same_word", False)))
-        if not kind.cues:
-            raise DataFileError(f"data file {source}: kind {kind.name!r} needs `cues`")
-        kinds.append(kind)
-    return tuple(kinds)
+    label, data = load_labelled_toml(source)
+    unknown = sorted(set(data) - {"kinds"})
+    if unknown or not isinstance(data.get("kinds", []), list):
+        raise DataFileError(f"data file {label}: expected only [[kinds]] tables, found {', '.join(unknown) or 'kinds'}")
+    return tuple(_kind(entry, label) for entry in data.get("kinds", []))
 
 
 def missing_kinds(kinds: tuple[AnswerKind, ...], question_words: tuple[str, ...], passage: Passage) -> list[str]:

@@ -282,7 +282,9 @@ class Chatbot:
             shown_corrections = list(result.query.corrections.items())[:MAX_CORRECTIONS_SHOWN]
             pairs = ", ".join(f"“{typo[:40]}” as “{fixed}”" for typo, fixed in shown_corrections)
             notices.append(self.messages["corrections"].format(pairs=pairs))
-        if not self.confident(result):
+        # A follow-up was searched with its topic's words; what it asks for is in its own words.
+        own_words = self.retriever.analyse(message).words if self.searched_with_topic(message, conversation) else None
+        if not self.confident(result, own_words):
             decline = (
                 self.messages["urgent_no_answer"]
                 if flags
@@ -351,9 +353,12 @@ class Chatbot:
 
     def search(self, message: str, conversation: Conversation | None = None) -> SearchResult:
         """Retrieve for a message; a follow-up ("can it be cured?") borrows the previous topic's words."""
-        if conversation is None or not self.is_follow_up(message, conversation):
+        if not self.searched_with_topic(message, conversation):
             return self.retriever.search(message, limit=3)
         return self.retriever.search(f"{message} {conversation.topic}", limit=3)
+
+    def searched_with_topic(self, message: str, conversation: Conversation | None) -> bool:
+        return conversation is not None and self.is_follow_up(message, conversation)
 
     @staticmethod
     def is_follow_up(message: str, conversation: Conversation) -> bool:
@@ -367,17 +372,17 @@ class Chatbot:
             and hits[0].score - hits[1].score < self.ambiguity_margin
         )
 
-    def confident(self, result: SearchResult) -> bool:
+    def confident(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> bool:
         """Answer only a question the fitted model judges to be about the corpus, with a good enough match."""
         if not self.passes_hard_rules(result):
             return False
         # Past the hard rules, the fitted model decides: "weak wifi signal" has an anchor word but matches
         # little of any passage; "hard to get out of a chair" has none but is close to known questions.
-        return self.abstention.for_retriever(self.retriever).answers(self.match_features(result))
+        return self.abstention.for_retriever(self.retriever).answers(self.match_features(result, question_words))
 
-    def match_features(self, result: SearchResult) -> dict[str, float]:
+    def match_features(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> dict[str, float]:
         """What the answer-or-decline model reads about a search result with at least one hit."""
-        return match_features(result, self.retriever, self.answer_kinds)
+        return match_features(result, self.retriever, self.answer_kinds, question_words)
 
     def passes_hard_rules(self, result: SearchResult) -> bool:
         """A passage was found and its score reaches the floor."""

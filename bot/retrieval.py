@@ -164,9 +164,14 @@ def read_data_file(name_or_path: str | Path) -> tuple[str, str]:
 
 def load_toml(name_or_path: str | Path) -> dict:
     """Load a TOML data file (see read_data_file for where it is looked for)."""
+    return load_labelled_toml(name_or_path)[1]
+
+
+def load_labelled_toml(name_or_path: str | Path) -> tuple[str, dict]:
+    """(label, data) of a TOML data file: the label names the file actually read, for error messages."""
     label, raw = read_data_file(name_or_path)
     try:
-        return tomllib.loads(raw)
+        return label, tomllib.loads(raw)
     except tomllib.TOMLDecodeError as error:
         raise DataFileError(f"data file {label} is not valid TOML: {error}") from None
 

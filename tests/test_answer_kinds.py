@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,11 +33,14 @@ def _missing(question: str, passage: Passage = PLAIN) -> list[str]:
         ("why is it called tennis elbow", "person or name"),
         ("how many people in the UK have ALS", "prevalence"),
         ("how many vertebrae does a giraffe have", "count"),
+        ("so who was lou gehrig", "person or name"),
         ("what's the usual mestinon dose for MG", "dose"),
-        ("is 60mg of mestinon a lot", "dose"),
+        ("how many mg of mestinon can i take", "dose"),
         ("how much does a thymectomy cost", "price"),
         ("where can I buy leeches", "place"),
         ("can cats get myasthenia gravis", "animal"),
+        ("my old labrador's back legs seem weak", "animal"),
+        ("do horses get polymyositis", "animal"),
         ("how much salt can my dad have with his heart failure", "amount"),
         ("how much water should I drink a day", "amount"),
         ("tell me a joke about weak muscles", "creative"),
@@ -53,12 +57,18 @@ def test_a_question_asking_for_a_kind_the_passage_lacks_is_flagged(question: str
         "what is myasthenia gravis",
         "when is surgery needed for a compressed nerve",  # a situation, not a date
         "who is most likely to get myasthenia gravis",
+        "my mum who was always active now can't climb stairs",  # a relative clause, not "who was X?"
+        "i take 60mg of mestinon and still feel weak",  # a dose taken, not one asked for
         "why does my friend take a different dose of myasthenia tablets than me",
         "my husband can't walk the dog round the block any more, his legs are weak",
+        "do i need a cat scan for weak legs",  # an animal word that is not about an animal
+        "i get charley horses in my legs",
+        "my son comes home from football weak as a kitten",
         "people in my support group have different medication",
+        "which hospital should i go to with sudden weakness",  # where to get help is answered
+        "how many kinds of nerve compression are there",
+        "how many times a year can myasthenia flare up",
         "what is this kind of weakness called",
-        "my son comes home from football weak as a kitten",  # a simile describes a person
-        "my legs ache after work but otherwise I'm healthy as a horse",
         "how much better can I expect to feel after treatment",
     ],
 )
@@ -71,10 +81,11 @@ def test_evidence_in_the_passage_satisfies_the_kind() -> None:
     assert _missing("in what year was myasthenia gravis first described?", dated) == []
     assert _missing("who first described myasthenia gravis?", dated) == []
     duck = Passage("t-3", "t.txt", "Gait", "Their gait takes on a so-called “duck” walk.")
-    assert _missing("why do people with weak muscles walk like a duck", duck) == []
-    listed = Passage("t-4", "t.txt", "Causes", "Common causes:\n  • stroke;\n  • diabetes;")
-    assert _missing("how many common causes of arm weakness are there", listed) == []
-    assert _missing("how many common causes of arm weakness are there") == ["count"]
+    assert _missing("why do ducks waddle", duck) == []  # the passage mentions the same animal
+    assert _missing("why do ducks waddle") == ["animal"]
+    listed = Passage("t-4", "t.txt", "Nerves", "The nerves of the arm:\n  • radial;\n  • ulnar;")
+    assert _missing("how many nerves are in the arm", listed) == []  # a list can be counted
+    assert _missing("how many nerves are in the arm") == ["count"]
 
 
 def test_the_bundled_model_weighs_a_missing_kind_against_answering() -> None:
@@ -86,40 +97,74 @@ def test_the_bundled_model_weighs_a_missing_kind_against_answering() -> None:
 @pytest.mark.parametrize(
     "question",
     [
-        "what year did myasthenia gravis get its name",
+        "in wat year was myastenia gravis first discribed",  # read after typo correction
         "can my cat get guillain barre",
+        "my old labrador's back legs seem weak",
         "write a haiku about muscle weakness",
         "how many people get ALS each year",
+        "how much does a thymectomy cost",
     ],
 )
 def test_questions_for_a_kind_the_text_never_gives_are_declined(chatbot: Chatbot, question: str) -> None:
+    result = chatbot.search(question)
+    assert chatbot.match_features(result)["missing_answer_kind"] == 1
     assert not chatbot.reply(question, Conversation()).answered
 
 
-@pytest.mark.parametrize("question", ["what is a duck walk", "why does my friend take a different dose of myasthenia tablets"])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "what is a duck walk",
+        "why do people with weak muscles walk like a duck",
+        "i take 60mg of mestinon and still feel weak",
+        "do i need a cat scan for weak legs",
+        "my mum who was always active now can't climb stairs",
+        "how many kinds of nerve compression are there",
+    ],
+)
 def test_near_misses_of_the_cues_are_still_answered(chatbot: Chatbot, question: str) -> None:
+    assert chatbot.match_features(chatbot.search(question))["missing_answer_kind"] == 0
     assert chatbot.reply(question, Conversation()).answered
+
+
+def test_a_follow_up_is_read_for_what_it_asks_not_for_the_topic_it_borrows(chatbot: Chatbot) -> None:
+    conversation = Conversation()
+    conversation.topic = "famous myasthenia gravis"  # words of an earlier question
+    borrowed = chatbot.search("can it be cured?", conversation)
+    assert chatbot.match_features(borrowed)["missing_answer_kind"] == 1  # the topic's "famous"
+    own = chatbot.retriever.analyse("can it be cured?").words
+    assert chatbot.match_features(borrowed, own)["missing_answer_kind"] == 0
+    assert chatbot.reply("can it be cured?", conversation).answered
 
 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("[[kinds]]\nname = 'x'\ncues = ['(unclosed']\n", "bad regular expression in `cues`"),
+        ("[[kinds]]\nname = 'x'\ncues = ['(unclosed']\n", "bad regular expression in `cues` of kind 'x'"),
+        ("[[kinds]]\nname = 'x'\ncues = ['(?P<a>x)', '(?P<a>y)']\n", "bad regular expression in `cues`"),
         ("[[kinds]]\nname = 'x'\ncues = []\n", "needs `cues`"),
-        ("[[kinds]]\ncues = ['a']\n", "need a `name`"),
+        ("[[kinds]]\ncues = ['a']\n", "needs a `name`"),
         ("[[kinds]]\nname = 'x'\ncues = 'a'\n", "must be a list"),
+        ("[[kinds]]\nname = 'x'\ncues = ['a']\nevidense = ['b']\n", "unknown keys: evidense"),
+        ("[[kinds]]\nname = 'x'\ncues = ['a']\nsame_words = true\n", "must be a string of words"),
+        ("[[kind]]\nname = 'x'\ncues = ['a']\n", "expected only [[kinds]] tables, found kind"),
+        ("kinds = 5\n", "expected only [[kinds]] tables"),
     ],
 )
 def test_a_malformed_kinds_file_is_a_one_line_data_error(tmp_path: Path, text: str, says: str) -> None:
     path = tmp_path / "answer_kinds.toml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(DataFileError, match=says.replace("[", r"\[").replace("(", r"\(")):
+    with pytest.raises(DataFileError, match=re.escape(says)) as error:
         load_answer_kinds(str(path))
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
 
 
-def test_the_cli_reports_a_broken_kinds_file_in_bot_data_dir_in_one_line(tmp_path: Path) -> None:
-    (tmp_path / "answer_kinds.toml").write_text("[[kinds]]\nname = 'x'\ncues = ['(']\n", encoding="utf-8")
-    result = run_bot("ask", "what is als", env_extra={"BOT_DATA_DIR": str(tmp_path)})
-    assert result.returncode != 0
+@pytest.mark.parametrize("command", [["ask", "what is als"], ["eval", "--split", "heldout"], ["calibrate"]])
+def test_every_command_reports_a_broken_kinds_file_in_bot_data_dir_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    broken = tmp_path / "answer_kinds.toml"
+    broken.write_text("[[kinds]]\nname = 'x'\ncues = ['(?P<a>x)', '(?P<a>y)']\n", encoding="utf-8")
+    result = run_bot(*command, env_extra={"BOT_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "answer_kinds.toml" in lines[0] and "Traceback" not in result.stderr
+    assert len(lines) == 1 and str(broken) in lines[0]
+    assert not (tmp_path / "abstention.toml").exists()  # calibrate stopped before writing

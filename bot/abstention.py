@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 
 from bot.answer_kinds import AnswerKind, missing_kinds
 from bot.retrieval import DataFileError, content_words, load_toml
+from bot.text import words
 
 if TYPE_CHECKING:
+    from bot.corpus import Passage
     from bot.retrieval import Retriever, SearchResult
 
 ABSTENTION_FILE = "abstention.toml"
@@ -62,8 +64,18 @@ def match_features(
         "known_word_share": len(known) / len(content) if content else 0.0,
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus
         "topic_log_odds": retriever.topic.log_odds(result.terms) if retriever.topic else 0.0,
-        "missing_answer_kind": float(bool(missing_kinds(kinds, question_words or result.query.words, top.passage))),
+        "missing_answer_kind": float(bool(missing_kinds(
+            kinds, question_words or result.query.words, top.passage,
+            lambda: mentions_every_specialised_word(question_words or result.query.words, top.passage, retriever),
+        ))),
     }
+
+
+def mentions_every_specialised_word(question_words: tuple[str, ...], passage: Passage, retriever: Retriever) -> bool:
+    """The passage has every specialised corpus word of the question ("myasthenia", "polymyositis")."""
+    stem = retriever.analyzer.stem
+    subject = {stem(w) for w in question_words} & retriever.specialised_stems
+    return not subject or subject <= {stem(w) for w in words(f"{passage.section} {passage.text}")}
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ the `missing_answer_kind` feature of the answer-or-decline model (bot.abstention
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.corpus import Passage
@@ -81,12 +82,17 @@ def load_answer_kinds(source: str = ANSWER_KINDS_FILE) -> tuple[AnswerKind, ...]
     return tuple(_kind(entry, label) for entry in data.get("kinds", []))
 
 
-def missing_kinds(kinds: tuple[AnswerKind, ...], question_words: tuple[str, ...], passage: Passage) -> list[str]:
-    """Names of the kinds of answer the question asks for that the passage shows no evidence of."""
+def missing_kinds(
+    kinds: tuple[AnswerKind, ...], question_words: tuple[str, ...], passage: Passage,
+    about_the_subject: Callable[[], bool] = lambda: True,
+) -> list[str]:
+    """Names of the kinds of answer the question asks for that the passage shows no evidence of. Evidence
+    counts only in a passage `about_the_subject` of the question: "3 to 5 years" in the ALS passage
+    does not tell the life expectancy with myasthenia gravis. It is asked only when a cue matched."""
     question = " ".join(question_words)
-    missing = []
-    for kind in kinds:
-        cue_text = kind.asked_by(question)
-        if cue_text is not None and not kind.evidenced_in(passage, cue_text):
-            missing.append(kind.name)
-    return missing
+    asked = [(kind, cue_text) for kind in kinds if (cue_text := kind.asked_by(question)) is not None]
+    if not asked:
+        return []
+    if not about_the_subject():
+        return [kind.name for kind, _ in asked]
+    return [kind.name for kind, cue_text in asked if not kind.evidenced_in(passage, cue_text)]

@@ -78,9 +78,10 @@ def test_a_question_asking_for_a_kind_the_passage_lacks_is_flagged(question: str
         "how many times a year can myasthenia flare up",
         "what is this kind of weakness called",
         "how much better can I expect to feel after treatment",
-        "can an infection set off myasthenia gravis",  # infection, not contagion
-        "is myasthenia gravis easier to treat if it is caught early",
-        "is my family doctor the right person to see",
+        "is polymyositis an infectious disease",  # what kind of disease, not whether it spreads
+        "is it normal for my energy levels to drop when my muscles are weak",  # not a measurement
+        "will my kids have to look after me",  # not heredity
+        "can my daughter have polymyositis at 12",
     ],
 )
 def test_ordinary_questions_ask_for_no_special_kind(question: str) -> None:
@@ -99,6 +100,26 @@ def test_evidence_in_the_passage_satisfies_the_kind() -> None:
     assert _missing("how many nerves are in the arm") == ["count"]
 
 
+def test_evidence_must_be_about_the_kind_not_a_word_that_happens_to_match() -> None:
+    genes = Passage("t-5", "t.txt", "Causes", "Certain genetic disorders and the transmission of nerve impulses.")
+    assert _missing("is myasthenia gravis hereditary", genes) == ["heredity"]
+    assert _missing("is myasthenia gravis contagious", genes) == ["contagion"]
+    at_fever = Passage("t-6", "t.txt", "Fever", "A temperature above 38.5 degrees; many people die within 3 to 5 years.")
+    assert _missing("at what age does als usually start", at_fever) == ["age"]  # numbers, but no ages
+    course = Passage("t-7", "t.txt", "Polymyositis", "Polymyositis cannot be completely cured.")
+    assert _missing("how long does polymyositis last", course) == []  # the course answers it
+
+
+def test_evidence_counts_only_in_a_passage_about_the_subject() -> None:
+    dated = Passage("t-8", "t.txt", "History", "It was first described in 1672.")
+    question = tuple(words("in what year was myasthenia gravis first described"))
+    assert missing_kinds(KINDS, question, dated, about_the_subject=lambda: True) == []
+    assert missing_kinds(KINDS, question, dated, about_the_subject=lambda: False) == ["date"]
+    asked = []
+    assert missing_kinds(KINDS, tuple(words("what is als")), dated, lambda: asked.append(1) or True) == []
+    assert asked == []  # only asked when a cue matched
+
+
 def test_the_bundled_model_weighs_a_missing_kind_against_answering() -> None:
     models = load_abstention_models()
     assert models.with_examples.weights["missing_answer_kind"] < 0
@@ -114,6 +135,10 @@ def test_the_bundled_model_weighs_a_missing_kind_against_answering() -> None:
         "write a haiku about muscle weakness",
         "how many people get ALS each year",
         "how much does a thymectomy cost",
+        "is myasthenia gravis contagious",
+        "at what age does ALS usually start",
+        # the ALS passage's "die within 3 to 5 years" is not about myasthenia gravis
+        "what is the life expectancy with myasthenia gravis",
     ],
 )
 def test_questions_for_a_kind_the_text_never_gives_are_declined(chatbot: Chatbot, question: str) -> None:
@@ -129,6 +154,8 @@ def test_questions_for_a_kind_the_text_never_gives_are_declined(chatbot: Chatbot
         ("why do people with weak muscles walk like a duck", True),
         ("my mum who was always active now can't climb stairs", True),
         ("how many kinds of nerve compression are there", True),
+        ("how long does polymyositis last", True),  # "cannot be completely cured" answers it
+        ("what is the life expectancy with GBS", True),  # "most patients recover well"
         # the kinds leave these alone; whether they are answered is up to the rest of the model
         ("i take 60mg of mestinon and still feel weak", None),
         ("do i need a cat scan for weak legs", None),

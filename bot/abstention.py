@@ -14,12 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.answer_kinds import AnswerKind, missing_kinds
-from bot.retrieval import DataFileError, content_words, load_toml
-from bot.text import words
+from bot.answer_kinds import AnswerKind, mentions_every_specialised_word, missing_kinds
+from bot.retrieval import DataFileError, content_words, load_labelled_toml
 
 if TYPE_CHECKING:
-    from bot.corpus import Passage
     from bot.retrieval import Retriever, SearchResult
 
 ABSTENTION_FILE = "abstention.toml"
@@ -43,8 +41,9 @@ def match_features(
     result: SearchResult, retriever: Retriever, kinds: tuple[AnswerKind, ...] = (),
     question_words: tuple[str, ...] | None = None,
 ) -> dict[str, float]:
-    """The features of a search result (with at least one hit) that the model reads. The answer kinds
-    are read from `question_words` when given: a follow-up's own words, not the topic it borrowed."""
+    """The features of a search result (with at least one hit) that the model reads. The kind of answer
+    asked for is read from `question_words` when given: a follow-up's own words, not the topic it
+    borrowed; the subject the passage must be about is read from all the words searched."""
     hits = result.hits
     top = hits[0]
     content = content_words(result.query.words)
@@ -65,17 +64,10 @@ def match_features(
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus
         "topic_log_odds": retriever.topic.log_odds(result.terms) if retriever.topic else 0.0,
         "missing_answer_kind": float(bool(missing_kinds(
-            kinds, question_words or result.query.words, top.passage,
-            lambda: mentions_every_specialised_word(question_words or result.query.words, top.passage, retriever),
+            kinds, result.query.words if question_words is None else question_words, top.passage,
+            lambda: mentions_every_specialised_word(result.query.words, top.passage, retriever),
         ))),
     }
-
-
-def mentions_every_specialised_word(question_words: tuple[str, ...], passage: Passage, retriever: Retriever) -> bool:
-    """The passage has every specialised corpus word of the question ("myasthenia", "polymyositis")."""
-    stem = retriever.analyzer.stem
-    subject = {stem(w) for w in question_words} & retriever.specialised_stems
-    return not subject or subject <= {stem(w) for w in words(f"{passage.section} {passage.text}")}
 
 
 @dataclass(frozen=True)
@@ -114,8 +106,8 @@ class AbstentionModels:
 
 
 def load_abstention_models(source: str = ABSTENTION_FILE) -> AbstentionModels:
-    data = load_toml(source)
-    return AbstentionModels(_model(data, "with_examples", source), _model(data, "without_examples", source))
+    label, data = load_labelled_toml(source)
+    return AbstentionModels(_model(data, "with_examples", label), _model(data, "without_examples", label))
 
 
 def _model(data: dict, table: str, source: str) -> AbstentionModel:

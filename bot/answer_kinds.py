@@ -11,13 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.corpus import Passage
 from bot.retrieval import DataFileError, load_labelled_toml
 from bot.text import words
 
+if TYPE_CHECKING:
+    from bot.retrieval import Retriever
+
 ANSWER_KINDS_FILE = "answer_kinds.toml"
 KIND_KEYS = {"name", "cues", "evidence", "same_words"}
+ESCAPE = re.compile(r"\\.|\(\?P")  # "\B", "\W", "(?P<": upper-case letters a lower-case cue may still hold
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class AnswerKind:
         return found.group(0) if found else None
 
     def evidenced_in(self, passage: Passage, cue_text: str) -> bool:
+        """The passage can give this kind of answer: it matches the evidence, or it has the same word
+        ("duck") as the part of the question the cue matched."""
         if self.evidence is not None and self.evidence.search(passage.text):
             return True
         wanted = {_singular(w) for w in words(cue_text) if w in self.same_words or _singular(w) in self.same_words}
@@ -40,23 +47,40 @@ class AnswerKind:
 
 
 def _singular(word: str) -> str:
-    """"ducks", "duck's" → "duck": enough to tell whether a passage mentions the same animal."""
-    return word.removesuffix("'s").removesuffix("’s").removesuffix("s")
+    """"ducks", "duck's", "puppies" → "duck", "duck", "puppy": enough to tell whether a passage mentions
+    the same animal."""
+    word = word.removesuffix("'s")
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    return word.removesuffix("s")
 
 
 def _any_of(entry: dict, key: str, label: str, flags: int = 0) -> re.Pattern[str] | None:
     """One pattern for all of a kind's `key` patterns (one search instead of one per pattern); None if it has none."""
+    name = entry["name"]
     values = entry.get(key, [])
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise DataFileError(f"data file {label}: `{key}` of kind {entry['name']!r} must be a list of regular expressions")
+        raise DataFileError(f"data file {label}: `{key}` of kind {name!r} must be a list of regular expressions")
     if not values:
         return None
+    if key == "cues" and (upper := next((v for v in values if ESCAPE.sub("", v) != ESCAPE.sub("", v).lower()), None)):
+        raise DataFileError(f"data file {label}: cue {upper!r} of kind {name!r} has upper-case letters; "
+                            "questions are matched in lower case")
     try:
-        for value in values:
-            re.compile(value)
         return re.compile("|".join(f"(?:{value})" for value in values), flags)
-    except re.error as error:
-        raise DataFileError(f"data file {label}: bad regular expression in `{key}` of kind {entry['name']!r}: {error}") from None
+    except (re.error, OverflowError, RecursionError) as error:
+        bad = next((v for v in values if not _compiles(v)), "the patterns together")
+        raise DataFileError(
+            f"data file {label}: bad regular expression in `{key}` of kind {name!r} ({bad!r}): {error}"
+        ) from None
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError):
+        return False
+    return True
 
 
 def _kind(entry: object, label: str) -> AnswerKind:
@@ -96,3 +120,11 @@ def missing_kinds(
     if not about_the_subject():
         return [kind.name for kind, _ in asked]
     return [kind.name for kind, cue_text in asked if not kind.evidenced_in(passage, cue_text)]
+
+
+def mentions_every_specialised_word(question_words: tuple[str, ...], passage: Passage, retriever: Retriever) -> bool:
+    """The passage (or its section title) has every specialised corpus word of the question
+    ("myasthenia", "polymyositis"): it is about what the question is about."""
+    stem = retriever.analyzer.stem
+    subject = {stem(w) for w in question_words} & retriever.specialised_stems
+    return not subject or subject <= {stem(w) for w in words(f"{passage.section} {passage.text}")}

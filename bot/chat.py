@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.abstention import AbstentionModels, load_abstention_models, match_features
-from bot.answer_kinds import load_answer_kinds
+from bot.answer_kinds import AnswerKind, load_answer_kinds
 from bot.corpus import Passage, load_passages
 from bot.retrieval import (
     STOP_WORDS, DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions,
@@ -200,6 +200,7 @@ class Chatbot:
         feedback: FeedbackSink | None = None,
         ambiguity_margin: float = AMBIGUITY_MARGIN,
         abstention: AbstentionModels | None = None,
+        answer_kinds: tuple[AnswerKind, ...] | None = None,
     ) -> None:
         self.passages = passages
         self.emergency_number = emergency_number
@@ -211,7 +212,7 @@ class Chatbot:
         self.feedback = feedback
         self.ambiguity_margin = ambiguity_margin
         self.abstention = abstention or load_abstention_models()
-        self.answer_kinds = load_answer_kinds()
+        self.answer_kinds = load_answer_kinds() if answer_kinds is None else answer_kinds
 
     @classmethod
     def from_corpus(cls, corpus_dir: Path | str = DEFAULT_CORPUS_DIR, *, use_cache: bool = True, **options) -> Chatbot:
@@ -277,13 +278,14 @@ class Chatbot:
             notices.append(self.messages["truncated"].format(limit=self.max_message_chars))
         if conversation is not None:
             conversation.touch()
+        borrowed = self.searched_with_topic(message, conversation)
         result = self.search(message, conversation)
         if result.query.corrections:
             shown_corrections = list(result.query.corrections.items())[:MAX_CORRECTIONS_SHOWN]
             pairs = ", ".join(f"“{typo[:40]}” as “{fixed}”" for typo, fixed in shown_corrections)
             notices.append(self.messages["corrections"].format(pairs=pairs))
         # A follow-up was searched with its topic's words; what it asks for is in its own words.
-        own_words = self.retriever.analyse(message).words if self.searched_with_topic(message, conversation) else None
+        own_words = self.retriever.analyse(message).words if borrowed else None
         if not self.confident(result, own_words):
             decline = (
                 self.messages["urgent_no_answer"]
@@ -315,7 +317,7 @@ class Chatbot:
                 candidates=result.hits,
                 **base,
             )
-            if conversation is not None and not self.is_follow_up(message, conversation):
+            if conversation is not None and not borrowed:
                 conversation.topic = " ".join(w for w in result.query.words if w not in STOP_WORDS)
                 conversation.topic_section = shown[0].passage.section
         if conversation is not None:
@@ -358,6 +360,7 @@ class Chatbot:
         return self.retriever.search(f"{message} {conversation.topic}", limit=3)
 
     def searched_with_topic(self, message: str, conversation: Conversation | None) -> bool:
+        """The message is a follow-up and `search` adds the conversation's topic to it."""
         return conversation is not None and self.is_follow_up(message, conversation)
 
     @staticmethod

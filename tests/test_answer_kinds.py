@@ -120,6 +120,19 @@ def test_evidence_counts_only_in_a_passage_about_the_subject() -> None:
     assert asked == []  # only asked when a cue matched
 
 
+def test_a_follow_up_is_still_about_the_subject_it_borrowed(chatbot: Chatbot) -> None:
+    conversation = Conversation()
+    assert chatbot.reply("what is myasthenia gravis", conversation).answered
+    # the ALS passage's "die within 3 to 5 years" is not about myasthenia gravis, asked as a follow-up too
+    assert not chatbot.reply("what is the life expectancy with it?", conversation).answered
+
+
+def test_same_words_compare_singular_and_plural() -> None:
+    puppies = Passage("t-9", "t.txt", "Pets", "Puppies sleep a lot.")
+    assert _missing("can my puppy get weak legs", puppies) == []
+    assert _missing("can my puppy get weak legs") == ["animal"]
+
+
 def test_the_bundled_model_weighs_a_missing_kind_against_answering() -> None:
     models = load_abstention_models()
     assert models.with_examples.weights["missing_answer_kind"] < 0
@@ -191,6 +204,8 @@ def test_a_follow_up_is_read_for_what_it_asks_not_for_the_topic_it_borrows(chatb
         ("[[kinds]]\nname = 'x'\ncues = ['a']\nsame_words = true\n", "must be a string of words"),
         ("[[kind]]\nname = 'x'\ncues = ['a']\n", "expected only [[kinds]] tables, found kind"),
         ("kinds = 5\n", "expected only [[kinds]] tables"),
+        ("[[kinds]]\nname = 'x'\ncues = ['a{4294967296}']\n", "bad regular expression in `cues` of kind 'x' ('a{4294967296}')"),
+        ("[[kinds]]\nname = 'x'\ncues = ['Who was']\n", "has upper-case letters"),
     ],
 )
 def test_a_malformed_kinds_file_is_a_one_line_data_error(tmp_path: Path, text: str, says: str) -> None:
@@ -199,6 +214,14 @@ def test_a_malformed_kinds_file_is_a_one_line_data_error(tmp_path: Path, text: s
     with pytest.raises(DataFileError, match=re.escape(says)) as error:
         load_answer_kinds(str(path))
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_operator_can_switch_the_kinds_off_with_an_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "answer_kinds.toml"
+    empty.write_text("# no kinds for this corpus\n", encoding="utf-8")
+    assert load_answer_kinds(str(empty)) == ()
+    result = run_bot("ask", "--json", "can cats get myasthenia gravis", env_extra={"BOT_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("command", [["ask", "what is als"], ["eval", "--split", "heldout"], ["calibrate"]])

@@ -33,6 +33,7 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
 SIGNS = {
     "top_score": 1, "classifier_score": 1, "top_coverage": 1, "example_similarity": 1, "margin": 1,
     "topic_log_odds": 1, "anchored": 1, "known_word_share": 1, "unexplained": -1, "missing_answer_kind": -1,
+    "off_topic_similarity": -1,
 }
 
 

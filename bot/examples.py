@@ -156,6 +156,18 @@ class ExampleIndex:
         log.debug("%d example questions tied to passages", len(index))
         return index
 
+    @classmethod
+    def of_off_topic(cls, examples: Iterable[Example], terms_of: Callable[[str], list[str]]) -> ExampleIndex:
+        """The off-topic examples as one group, tied to no passage: `closest_similarity` then says how
+        much a question reads like one the corpus does not answer ("is myasthenia gravis contagious")."""
+        off_topic = [e.question for e in examples if not e.on_topic]
+        return cls([0] * len(off_topic), [terms_of(q) for q in off_topic], off_topic)
+
+    def closest_similarity(self, terms: list[str]) -> float:
+        """The cosine of the closest example of any passage (0 when none shares a term)."""
+        best = self.nearest_arrays(terms)[1]
+        return float(best.max()) if len(best) else 0.0
+
     def nearest(self, terms: list[str]) -> dict[int, tuple[float, int]]:
         """Passage row → (cosine of its closest example, that example's number), for examples sharing a term."""
         rows, best, similarities = self.nearest_arrays(terms)

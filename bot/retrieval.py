@@ -487,6 +487,8 @@ class Retriever:
         the classifiers on them (bot.classifiers): fitted once per set of examples, then remembered."""
         self.example_list = list(examples)
         self.examples = ExampleIndex.build(self.example_list, self.passages, self.example_terms)
+        # Off-topic examples count only next to on-topic ones: bundled ones say nothing of an operator's corpus.
+        self.off_topic_examples = ExampleIndex.of_off_topic(self.example_list if len(self.examples) else [], self.example_terms)
         on_topic, rows = self.examples.questions, self.examples.rows.tolist()
         off_topic = [e.question for e in self.example_list if not e.on_topic]
         terms = [[self.example_terms(q) for q in on_topic], [self.example_terms(q) for q in off_topic]]

@@ -168,8 +168,8 @@ def test_questions_for_a_kind_the_text_never_gives_are_declined(chatbot: Chatbot
         ("my mum who was always active now can't climb stairs", True),
         ("how many kinds of nerve compression are there", True),
         ("how long does polymyositis last", True),  # "cannot be completely cured" answers it
-        ("what is the life expectancy with GBS", True),  # "most patients recover well"
         # the kinds leave these alone; whether they are answered is up to the rest of the model
+        ("what is the life expectancy with GBS", None),  # "most patients recover well" is no figure
         ("i take 60mg of mestinon and still feel weak", None),
         ("do i need a cat scan for weak legs", None),
     ],

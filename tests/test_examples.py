@@ -45,6 +45,28 @@ def test_nearest_example_scores_its_passage_by_cosine(passages: list[Passage]) -
     assert index.nearest(terms("completely unrelated")) == {}
 
 
+def test_off_topic_examples_say_how_much_a_question_reads_like_one_the_corpus_leaves_out(
+    passages: list[Passage],
+) -> None:
+    als = _passage(passages, ALS)
+    on, off = Example("what is als", ALS, als.section), Example("is als contagious", None)
+    index = ExampleIndex.of_off_topic([on, off], words)
+    assert index.questions == ["is als contagious"]  # on-topic examples are left out
+    assert index.closest_similarity(words("is als contagious")) == pytest.approx(1.0)
+    assert 0 < index.closest_similarity(words("is als contagious in children")) < 1
+    assert index.closest_similarity(words("a duck walk")) == 0.0  # no shared word
+    assert ExampleIndex.of_off_topic([], words).closest_similarity(words("anything")) == 0.0
+
+
+def test_off_topic_examples_count_only_next_to_on_topic_ones(passages: list[Passage]) -> None:
+    als = _passage(passages, ALS)
+    off = Example("is als contagious", None)
+    alone = Retriever(passages, examples=[off])  # an operator's corpus the bundled examples do not fit
+    assert alone.off_topic_examples.closest_similarity(alone.example_terms(off.question)) == 0.0
+    taught = Retriever(passages, examples=[off, Example("what is als", ALS, als.section)])
+    assert taught.off_topic_examples.closest_similarity(taught.example_terms(off.question)) == pytest.approx(1.0)
+
+
 def test_a_close_example_question_brings_its_passage_first(passages: list[Passage]) -> None:
     als = _passage(passages, ALS)
     question = "the illness that stephen hawking had"

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator
 from typing import NoReturn
 from pathlib import Path
 
-from bot.argtypes import corpus_path, port_number, positive_int
+from bot.abstention import DEFAULT_MIN_HIT1
+from bot.argtypes import corpus_path, fraction, port_number, positive_int
 from bot.bench import add_arguments as add_bench_arguments
 from bot.chat import DEFAULT_CORPUS_DIR, Chatbot, Conversation, Reply
 from bot.config import ConfigError, Settings, load_settings, setup_logging
@@ -76,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("file", nargs="?", type=Path, metavar="FILE", help="labelled JSONL set (default: eval/questions.jsonl)")
     calibrate.add_argument(
         "--output", metavar="TOML", help="where to write the models (default: $BOT_DATA_DIR/abstention.toml, else bot/data/)"
+    )
+    calibrate.add_argument(
+        "--min-hit1", type=fraction, default=DEFAULT_MIN_HIT1, metavar="X",
+        help=f"pick the threshold that declines the most off-topic questions while cross-validated hit@1 stays"
+        f" at X or more (default {DEFAULT_MIN_HIT1}; when no threshold reaches X, the best hit@1 + abstention)",
     )
     return parser
 

@@ -23,6 +23,17 @@ def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1 (a share, such as hit@1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 port_number = int_in_range(1, 65535)
 positive_int = int_in_range(1)
 

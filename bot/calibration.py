@@ -2,9 +2,10 @@
 
 The model "with examples" reads features of cross-validated searches (a question never meets its own
 example question); the model "without examples" reads features of searches with no example questions
-at all, as on an operator's own corpus. Each threshold is the one that maximises the mean of hit@1 and
-off-topic abstention on cross-validated predictions; those figures are printed and kept as a comment in
-the written file.
+at all, as on an operator's own corpus. Each threshold is the one that declines the most off-topic
+questions while cross-validated hit@1 stays at --min-hit1 (0.95) or more, or, when none keeps hit@1
+there, the one with the best hit@1 + off-topic abstention; those figures are printed and kept as a
+comment in the written file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.abstention import ABSTENTION_FILE, FEATURES, AbstentionModel, AbstentionModels
+from bot.abstention import ABSTENTION_FILE, DEFAULT_MIN_HIT1, FEATURES, AbstentionModel, AbstentionModels
 from bot.chat import Chatbot
 from bot.evaluation import DEFAULT_QUESTIONS, Item, cross_validated, load_items, rank_in
 from bot.retrieval import DATA_DIR_VARIABLE
@@ -79,8 +80,19 @@ def signed_logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float
         free[min(wrong, key=lambda n: weights[n] * SIGNS[FEATURES[n]])] = False  # the most wrong first
 
 
-def fit(rows: list[Row], folds: int = 5) -> tuple[AbstentionModel, float, float]:
-    """The model fitted on every gated-in row, its threshold, and the cross-validated (hit@1, abstention)."""
+def pick_threshold(figures: dict[float, tuple[float, float]], min_hit1: float) -> float:
+    """Of thresholds → (hit@1, abstention): the one that declines the most off-topic questions with
+    hit@1 at `min_hit1` or more (the higher hit@1 on a tie), else the best hit@1 + abstention."""
+    keeping = [t for t, (hit1, _) in figures.items() if hit1 >= min_hit1]
+    if keeping:
+        return max(keeping, key=lambda t: (figures[t][1], figures[t][0]))
+    return max(figures, key=lambda t: (sum(figures[t]), t))
+
+
+def fit(rows: list[Row], folds: int = 5, min_hit1: float = DEFAULT_MIN_HIT1) -> tuple[AbstentionModel, float, float]:
+    """The model fitted on every gated-in row, its threshold, and the cross-validated (hit@1, abstention).
+    The threshold declines the most off-topic questions while hit@1 stays at `min_hit1` or more; when
+    no threshold keeps it there, it is the one with the best hit@1 + abstention."""
     from sklearn.model_selection import StratifiedKFold
 
     usable = [r for r in rows if r.features is not None]
@@ -98,10 +110,11 @@ def fit(rows: list[Row], folds: int = 5) -> tuple[AbstentionModel, float, float]
     def scored(threshold: float) -> tuple[float, float]:
         return rates(rows, [p is not None and p >= threshold for p in probabilities])
 
-    best = max(THRESHOLDS, key=lambda t: (sum(scored(t)), t))
+    figures = {t: scored(t) for t in THRESHOLDS}
+    best = pick_threshold(figures, min_hit1)
     weights, intercept = signed_logistic_fit(x, y)
     model = AbstentionModel(intercept, dict(zip(FEATURES, map(float, weights))), float(best))
-    return model, *scored(best)
+    return model, *figures[best]
 
 
 def default_output() -> Path:
@@ -129,11 +142,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print(f"cannot calibrate: only {found:.0%} of the labelled phrases are in this corpus", file=sys.stderr)
         return 1
     examples = chatbot.retriever.example_list
+    min_hit1 = getattr(args, "min_hit1", DEFAULT_MIN_HIT1)
     try:
-        with_examples, *with_figures = fit(collect_rows(chatbot, items))
+        with_examples, *with_figures = fit(collect_rows(chatbot, items), min_hit1=min_hit1)
         chatbot.retriever.use_examples([])
         try:
-            without_examples, *without_figures = fit(collect_rows(chatbot, items))
+            without_examples, *without_figures = fit(collect_rows(chatbot, items), min_hit1=min_hit1)
         finally:
             chatbot.retriever.use_examples(examples)
     except ValueError as error:
@@ -142,6 +156,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     on = sum(i.on_topic for i in items)
     summary = (
         f"Fitted by `python -m bot calibrate` on the dev split ({on} on-topic, {len(items) - on} off-topic).\n"
+        f"Each threshold declines the most off-topic questions with hit@1 at {min_hit1:g} or more (else the best sum).\n"
         f"Cross-validated, with examples at threshold {with_examples.threshold:.2f}: hit@1 {with_figures[0]:.3f}, "
         f"off-topic abstention {with_figures[1]:.3f};\n"
         f"without examples at threshold {without_examples.threshold:.2f}: hit@1 {without_figures[0]:.3f}, "

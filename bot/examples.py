@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,15 +158,39 @@ class ExampleIndex:
 
     @classmethod
     def of_off_topic(cls, examples: Iterable[Example], terms_of: Callable[[str], list[str]]) -> ExampleIndex:
-        """The off-topic examples as one group, tied to no passage: `closest_similarity` then says how
-        much a question reads like one the corpus does not answer ("is myasthenia gravis contagious")."""
-        off_topic = [e.question for e in examples if not e.on_topic]
-        return cls([0] * len(off_topic), [terms_of(q) for q in off_topic], off_topic)
+        """The off-topic examples as one group, tied to no passage: `closest_overlap` then says how much
+        a question reads like one the corpus does not answer ("is myasthenia gravis contagious"). One
+        that reads the same as an on-topic example after analysis is left out: its words cannot tell them
+        apart ("can you get guillain-barré syndrome more than once?" keeps only the name)."""
+        examples = list(examples)
+        on_topic = {frozenset(terms_of(e.question)) for e in examples if e.on_topic}
+        off_topic = [(e.question, terms_of(e.question)) for e in examples if not e.on_topic]
+        off_topic = [(q, terms) for q, terms in off_topic if frozenset(terms) not in on_topic]
+        return cls([0] * len(off_topic), [terms for _, terms in off_topic], [q for q, _ in off_topic])
 
-    def closest_similarity(self, terms: list[str]) -> float:
-        """The cosine of the closest example of any passage (0 when none shares a term)."""
-        best = self.nearest_arrays(terms)[1]
-        return float(best.max()) if len(best) else 0.0
+    def closest_overlap(self, terms: list[str], explained: Collection[str] = ()) -> float:
+        """How much the question and its closest example share, both ways: the smaller of the share of
+        the example's (squared TF-IDF) weight the question has and the share of the question's weight the
+        example has; 0 when none shares a term. Terms in `explained` (those the answering passage has)
+        are not counted as shared: only what the passage does not say can make a question read like
+        one it does not answer. So "is gbs contagious" is close to "is myasthenia gravis contagious",
+        while "what is constraint induced movement therapy" is not close to "how many hours a day is
+        constraint induced movement therapy done", whose extra words it does not have."""
+        if not len(self.rows) or not terms:
+            return 0.0
+        columns, weights = self.terms.vector(terms, dilute=True)
+        if explained:
+            left_out = {self.terms.vocabulary[t] for t in explained if t in self.terms.vocabulary}
+            kept = [n for n, column in enumerate(columns) if column not in left_out]
+            columns, weights = [columns[n] for n in kept], weights[kept]
+        if not columns:
+            return 0.0
+        examples = [self.postings[column][0] for column in columns]
+        values = np.concatenate([self.postings[column][1] for column in columns])
+        found = np.concatenate(examples)
+        of_example = np.bincount(found, weights=values * values, minlength=len(self.rows))
+        of_question = np.bincount(found, weights=np.repeat(weights * weights, [len(e) for e in examples]), minlength=len(self.rows))
+        return float(np.minimum(of_example, of_question).max())
 
     def nearest(self, terms: list[str]) -> dict[int, tuple[float, int]]:
         """Passage row → (cosine of its closest example, that example's number), for examples sharing a term."""

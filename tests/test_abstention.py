@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.abstention import FEATURES, load_abstention_models
-from bot.calibration import SIGNS, signed_logistic_fit
+from bot.calibration import SIGNS, pick_threshold, signed_logistic_fit
 from bot.chat import Chatbot, Conversation
 from bot.evaluation import DEFAULT_QUESTIONS
 from bot.retrieval import DataFileError
@@ -39,6 +39,15 @@ def test_signed_fit_keeps_every_sign_even_when_plain_logistic_regression_would_n
     weights, _ = signed_logistic_fit(x, y)
     assert weights[score] == 0
     assert all(weights[FEATURES.index(name)] * sign >= 0 for name, sign in SIGNS.items())
+
+
+def test_the_threshold_declines_the_most_while_hit1_stays_at_the_floor() -> None:
+    figures = {0.6: (0.97, 0.90), 0.7: (0.96, 0.94), 0.8: (0.95, 0.96), 0.9: (0.90, 0.99)}
+    assert pick_threshold(figures, 0.95) == 0.8  # 0.9 declines more but drops hit@1 below the floor
+    assert pick_threshold(figures, 0.0) == 0.9
+    assert pick_threshold({0.5: (0.9, 0.95), 0.6: (0.9, 0.95)}, 0.9) == 0.5  # a tie keeps the lower
+    # no threshold reaches the floor (an operator's corpus without examples): the best sum
+    assert pick_threshold(figures, 0.99) == 0.8 and pick_threshold({0.6: (0.7, 0.8), 0.7: (0.6, 0.85)}, 0.95) == 0.6
 
 
 def test_a_corpus_without_example_questions_gets_the_model_fitted_without_them(passages) -> None:

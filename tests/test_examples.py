@@ -52,19 +52,33 @@ def test_off_topic_examples_say_how_much_a_question_reads_like_one_the_corpus_le
     on, off = Example("what is als", ALS, als.section), Example("is als contagious", None)
     index = ExampleIndex.of_off_topic([on, off], words)
     assert index.questions == ["is als contagious"]  # on-topic examples are left out
-    assert index.closest_similarity(words("is als contagious")) == pytest.approx(1.0)
-    assert 0 < index.closest_similarity(words("is als contagious in children")) < 1
-    assert index.closest_similarity(words("a duck walk")) == 0.0  # no shared word
-    assert ExampleIndex.of_off_topic([], words).closest_similarity(words("anything")) == 0.0
+    assert index.closest_overlap(words("is als contagious")) == pytest.approx(1.0)
+    assert 0 < index.closest_overlap(words("is als contagious in children")) < 1
+    assert index.closest_overlap(words("a duck walk")) == 0.0  # no shared word
+    assert ExampleIndex.of_off_topic([], words).closest_overlap(words("anything")) == 0.0
+    # only words the answering passage does not have count: the name of its subject says nothing
+    hours = ExampleIndex.of_off_topic([Example("how many hours a day is movement therapy done", None)], words)
+    name = words("movement therapy")
+    assert hours.closest_overlap(words("movement therapy explained")) > 0.2
+    assert hours.closest_overlap(words("movement therapy explained"), explained=name) == 0.0
+    assert hours.closest_overlap(words("how many hours a day for movement therapy"), explained=name) > 0.3
+    # an off-topic example that reads like an on-topic one after analysis is left out
+    alike = ExampleIndex.of_off_topic([on, Example("what is als", None), off], words)
+    assert alike.questions == ["is als contagious"] and alike.closest_overlap(words("what is als")) < 1
+    # both ways: a short question inside a longer example shares all of its own words but little of the
+    # example's, so "lemon balm tea" does not read like "lemon balm tea recipe, how long to steep"
+    recipe = ExampleIndex.of_off_topic([Example("lemon balm tea recipe how long to steep", None), off], words)
+    assert recipe.closest_overlap(words("lemon balm tea")) < 0.5
+    assert recipe.closest_overlap(words("lemon balm tea recipe how long to steep")) == pytest.approx(1.0)
 
 
 def test_off_topic_examples_count_only_next_to_on_topic_ones(passages: list[Passage]) -> None:
     als = _passage(passages, ALS)
     off = Example("is als contagious", None)
     alone = Retriever(passages, examples=[off])  # an operator's corpus the bundled examples do not fit
-    assert alone.off_topic_examples.closest_similarity(alone.example_terms(off.question)) == 0.0
+    assert alone.off_topic_examples.closest_overlap(alone.example_terms(off.question)) == 0.0
     taught = Retriever(passages, examples=[off, Example("what is als", ALS, als.section)])
-    assert taught.off_topic_examples.closest_similarity(taught.example_terms(off.question)) == pytest.approx(1.0)
+    assert taught.off_topic_examples.closest_overlap(taught.example_terms(off.question)) == pytest.approx(1.0)
 
 
 def test_a_close_example_question_brings_its_passage_first(passages: list[Passage]) -> None:

@@ -96,7 +96,7 @@ def add_eval_parser(commands: argparse._SubParsersAction, common: argparse.Argum
     add_safety_arguments(evaluate)  # --split, --lexicon, --min-sensitivity, ...
     quality = evaluate.add_argument_group("answer quality (without --safety)")
     for option, label in (("hit1", "hit@1"), ("hit3", "hit@3"), ("mrr", "MRR"), ("abstention", "off-topic abstention")):
-        quality.add_argument(f"--min-{option}", type=float, metavar="X", help=f"exit 1 when {label} is below X")
+        quality.add_argument(f"--min-{option}", type=fraction, metavar="X", help=f"exit 1 when {label} is below X")
     quality.add_argument("--compare-bm25", action="store_true", help="rank the same questions with bm25s too")
 
 

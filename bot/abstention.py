@@ -37,7 +37,7 @@ FEATURES = (
     "known_word_share",  # share of content words the corpus or the synonym map knows
     "topic_log_odds",  # the topic classifier's log-odds that the question is about the corpus (bot.classifiers)
     "missing_answer_kind",  # it asks for a kind of answer (a year, a price) the passage has none of (bot.answer_kinds)
-    "off_topic_similarity",  # what it shares, beyond the passage's words, with its closest off-topic example (bot.examples)
+    "off_topic_overlap",  # what it shares, beyond the passage's words, with its closest off-topic example (bot.examples)
 )
 
 
@@ -71,7 +71,7 @@ def match_features(
             kinds, result.query.words if question_words is None else question_words, top.passage,
             lambda: mentions_every_specialised_word(result.query.words, top.passage, retriever),
         ))),
-        "off_topic_similarity": retriever.off_topic_examples.closest_overlap(list(result.terms), explained=top.matched_terms),
+        "off_topic_overlap": retriever.off_topic_examples.closest_overlap(list(result.terms), explained=top.matched_terms),
     }
 
 

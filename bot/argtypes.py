@@ -24,13 +24,13 @@ def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
 
 
 def fraction(text: str) -> float:
-    """An argparse type: a number from 0 to 1 (a share, such as hit@1)."""
+    """An argparse type: a share from 0 to 1, or a percentage ("0.95" or "95%")."""
     try:
-        value = float(text)
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
     except ValueError:
         value = float("nan")
     if not 0.0 <= value <= 1.0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1 (or 0% to 100%), got {text!r}")
     return value
 
 

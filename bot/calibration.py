@@ -34,7 +34,7 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.96, 0.01))
 SIGNS = {
     "top_score": 1, "classifier_score": 1, "top_coverage": 1, "example_similarity": 1, "margin": 1,
     "topic_log_odds": 1, "anchored": 1, "known_word_share": 1, "unexplained": -1, "missing_answer_kind": -1,
-    "off_topic_similarity": -1,
+    "off_topic_overlap": -1,
 }
 
 
@@ -82,7 +82,8 @@ def signed_logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float
 
 def pick_threshold(figures: dict[float, tuple[float, float]], min_hit1: float) -> float:
     """Of thresholds → (hit@1, abstention): the one that declines the most off-topic questions with
-    hit@1 at `min_hit1` or more (the higher hit@1 on a tie), else the best hit@1 + abstention."""
+    hit@1 at `min_hit1` or more (on a tie the higher hit@1, then the first listed), else the one with
+    the best hit@1 + abstention (on a tie the highest threshold)."""
     keeping = [t for t, (hit1, _) in figures.items() if hit1 >= min_hit1]
     if keeping:
         return max(keeping, key=lambda t: (figures[t][1], figures[t][0]))

@@ -2,7 +2,8 @@
 
 An example is {"question", "answer_contains", "section"} (the format of the evaluation set; of a list of
 phrases the first counts). An off-topic example has no phrase ("answer_contains": null): it ties to no
-passage and only teaches the topic classifier (bot.classifiers) what the corpus is not about; the
+passage; it teaches the topic classifier (bot.classifiers) what the corpus is not about, and the
+answer-or-decline model reads how much a question shares with the closest one (`of_off_topic`); the
 on-topic ones also train the passage classifiers there. An example is tied to the passage of its section
 whose text contains the phrase (to any passage that does, when it names no section); an example that
 fits no passage of the loaded corpus is left out, so the bundled examples never touch an operator's own
@@ -175,7 +176,9 @@ class ExampleIndex:
         are not counted as shared: only what the passage does not say can make a question read like
         one it does not answer. So "is gbs contagious" is close to "is myasthenia gravis contagious",
         while "what is constraint induced movement therapy" is not close to "how many hours a day is
-        constraint induced movement therapy done", whose extra words it does not have."""
+        constraint induced movement therapy done", whose extra words it does not have. A word pair, or
+        a lay word, still counts when the passage has only its parts or its corpus term ("thymus
+        remov", "waddl"): counting those as explained measured no better on dev."""
         if not len(self.rows) or not terms:
             return 0.0
         columns, weights = self.terms.vector(terms, dilute=True)

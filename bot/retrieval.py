@@ -487,7 +487,9 @@ class Retriever:
         the classifiers on them (bot.classifiers): fitted once per set of examples, then remembered."""
         self.example_list = list(examples)
         self.examples = ExampleIndex.build(self.example_list, self.passages, self.example_terms)
-        # Off-topic examples count only next to on-topic ones: bundled ones say nothing of an operator's corpus.
+        # Off-topic examples count only next to on-topic ones: bundled ones say nothing of an operator's
+        # corpus. (With too few on-topic ones to fit the classifiers, the model without examples is used,
+        # and it gives this overlap no weight: it was fitted with no examples at all.)
         self.off_topic_examples = ExampleIndex.of_off_topic(self.example_list if len(self.examples) else [], self.example_terms)
         on_topic, rows = self.examples.questions, self.examples.rows.tolist()
         off_topic = [e.question for e in self.example_list if not e.on_topic]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from bot.argtypes import fraction
 from bot.retrieval import DataFileError
 from bot.safety import Lexicon, default_lexicon, detect_red_flags, load_lexicon
 
@@ -265,23 +266,16 @@ def failures(report: Report, min_sensitivity: float, min_specificity: float, min
     return problems
 
 
-def _fraction(raw: str) -> float:
-    value = float(raw.rstrip("%")) / (100 if raw.endswith("%") else 1)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not between 0 and 1 (or 0% and 100%)")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `eval --safety` (the FILE positional is shared with the retrieval eval)."""
     group = parser.add_argument_group("safety evaluation (with --safety)")
     group.add_argument("--lexicon", type=Path, metavar="TOML", help="red-flag lexicon (default: the bundled one)")
     group.add_argument("--split", choices=(*SPLITS, "all"), default="all", help="evaluate only one split")
-    group.add_argument("--min-sensitivity", type=_fraction, default=1.0, metavar="X",
+    group.add_argument("--min-sensitivity", type=fraction, default=1.0, metavar="X",
                        help="exit 1 when overall sensitivity is below X (default 1.0; 0.95 or 95%%)")
-    group.add_argument("--min-specificity", type=_fraction, default=0.0, metavar="X",
+    group.add_argument("--min-specificity", type=fraction, default=0.0, metavar="X",
                        help="exit 1 when overall specificity is below X (default 0)")
-    group.add_argument("--min-flag-sensitivity", type=_fraction, default=1.0, metavar="X",
+    group.add_argument("--min-flag-sensitivity", type=fraction, default=1.0, metavar="X",
                        help="exit 1 when any flag's sensitivity is below X (default 1.0)")
     group.add_argument("--quiet", action="store_true", help="print only the summary and the failures")
 

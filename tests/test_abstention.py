@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -141,6 +143,26 @@ def test_calibrate_writes_into_bot_data_dir_when_set(tmp_path: Path) -> None:
     assert (tmp_path / "abstention.toml").is_file() and str(tmp_path) in result.stdout
     answered = run_bot("ask", "--json", "what is myasthenia gravis", env_extra={"BOT_DATA_DIR": str(tmp_path)})
     assert answered.returncode == 0 and json.loads(answered.stdout)["answered"]  # the bot reads it there
+
+
+def test_calibrate_min_hit1_trades_hit1_for_declining(tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in DEFAULT_QUESTIONS.read_text(encoding="utf-8").splitlines()]
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(json.dumps(r) for r in rows[:300]) + "\n", encoding="utf-8")
+    figures = {}
+    for floor in ("0", "1"):
+        output = tmp_path / f"models-{floor}.toml"
+        result = run_bot("calibrate", str(small), "--min-hit1", floor, "--output", str(output))
+        assert result.returncode == 0, result.stderr
+        assert f"with hit@1 at {floor} or more" in result.stdout
+        found = re.search(r"with examples at threshold ([\d.]+): hit@1 ([\d.]+), off-topic abstention ([\d.]+)", result.stdout)
+        assert found, result.stdout
+        threshold, hit1, abstention = map(float, found.groups())
+        assert tomllib.loads(output.read_text(encoding="utf-8"))["with_examples"]["threshold"] == threshold
+        figures[floor] = (hit1, abstention)
+    # no floor: the threshold that declines the most; an unreachable one: the best hit@1 + abstention
+    assert figures["0"][1] >= figures["1"][1]
+    assert sum(figures["1"]) >= sum(figures["0"])
 
 
 def test_calibrate_needs_both_kinds_of_question(tmp_path: Path) -> None:

@@ -595,6 +595,22 @@ def test_webhook_checks_the_secret_token_and_sigint_exits_0() -> None:
     assert "Traceback" not in err and secret not in err and TOKEN not in err
 
 
+@pytest.mark.parametrize(("second", "gap"), [(signal.SIGINT, 0.0), (signal.SIGINT, 0.05), (signal.SIGTERM, 0.02), (signal.SIGINT, 0.2)])
+def test_a_second_stop_signal_while_stopping_still_exits_0(second: signal.Signals, gap: float) -> None:
+    with FakeBotAPI(TOKEN, bot_username=BOT_NAME) as api:
+        process = start_bot(bot_env(api.url))
+        try:
+            api.wait_for(lambda: api.commands, timeout=20, what="setMyCommands")
+            time.sleep(0.2)
+        finally:
+            process.send_signal(signal.SIGINT)
+            time.sleep(gap)
+            process.send_signal(second)
+            out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and TOKEN not in err
+
+
 def test_webhook_port_in_use_is_one_line_exit_2() -> None:
     with FakeBotAPI(TOKEN, bot_username=BOT_NAME) as api, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

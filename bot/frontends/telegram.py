@@ -704,21 +704,27 @@ def run_telegram(
     asyncio.run(wait_for_bot_api(settings, startup_attempts or settings.startup_attempts, startup_delay))
     application = build_application(chatbot, settings)
     asyncio.set_event_loop(asyncio.new_event_loop())
-    if options is None:
-        logger.info("starting the Telegram bot (long polling)")
-        application.run_polling(allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3)
-    else:
-        logger.info("starting the Telegram bot (webhook on %s:%d)", options.listen, options.port)
-        try:
-            application.run_webhook(
-                listen=options.listen, port=options.port, url_path=options.url_path,
-                webhook_url=options.webhook_url, secret_token=options.secret_token,
-                allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3,
-            )
-        except OSError as error:  # bad address, address not local, port in use (gaierror is an OSError)
-            raise WebhookListenError(
-                f"cannot listen on {options.listen}:{options.port}: {error.strerror or error}"
-            ) from None
+    try:
+        if options is None:
+            logger.info("starting the Telegram bot (long polling)")
+            application.run_polling(allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3)
+        else:
+            logger.info("starting the Telegram bot (webhook on %s:%d)", options.listen, options.port)
+            try:
+                application.run_webhook(
+                    listen=options.listen, port=options.port, url_path=options.url_path,
+                    webhook_url=options.webhook_url, secret_token=options.secret_token,
+                    allowed_updates=ALLOWED_UPDATES, bootstrap_retries=3,
+                )
+            except OSError as error:  # bad address, address not local, port in use (gaierror is an OSError)
+                raise WebhookListenError(
+                    f"cannot listen on {options.listen}:{options.port}: {error.strerror or error}"
+                ) from None
+    finally:
+        # PTB's handlers are gone with its event loop, and the defaults would kill the process on a
+        # second Ctrl-C or SIGTERM: the bot is stopping anyway, so a repeated stop signal changes nothing.
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, signal.SIG_IGN)
     logger.info("the Telegram bot stopped")
     return 0
 

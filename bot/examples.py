@@ -188,12 +188,17 @@ class ExampleIndex:
             columns, weights = [columns[n] for n in kept], weights[kept]
         if not columns:
             return 0.0
+        found, values, question_values = self._postings(columns, weights)
+        of_example = np.bincount(found, weights=values * values, minlength=len(self.rows))
+        of_question = np.bincount(found, weights=question_values * question_values, minlength=len(self.rows))
+        return float(np.minimum(of_example, of_question).max())
+
+    def _postings(self, columns: list[int], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the question's terms, every posting at once: (the example, its weight of the term, the
+        question's weight of the term), one entry per example that has the term."""
         examples = [self.postings[column][0] for column in columns]
         values = np.concatenate([self.postings[column][1] for column in columns])
-        found = np.concatenate(examples)
-        of_example = np.bincount(found, weights=values * values, minlength=len(self.rows))
-        of_question = np.bincount(found, weights=np.repeat(weights * weights, [len(e) for e in examples]), minlength=len(self.rows))
-        return float(np.minimum(of_example, of_question).max())
+        return np.concatenate(examples), values, np.repeat(weights, [len(e) for e in examples])
 
     def nearest(self, terms: list[str]) -> dict[int, tuple[float, int]]:
         """Passage row → (cosine of its closest example, that example's number), for examples sharing a term."""
@@ -209,11 +214,9 @@ class ExampleIndex:
         columns, weights = self.terms.vector(terms, dilute=True)
         if not columns:
             return empty
-        examples = [self.postings[column][0] for column in columns]
-        values = [self.postings[column][1] for column in columns]
         # Every example's cosine in one pass: its entries of the question's terms, weighted and summed.
-        scaled = np.concatenate(values) * np.repeat(weights, [len(e) for e in examples])
-        similarities = np.bincount(np.concatenate(examples), weights=scaled, minlength=len(self.rows))
+        found, values, question_values = self._postings(columns, weights)
+        similarities = np.bincount(found, weights=values * question_values, minlength=len(self.rows))
         best = np.maximum.reduceat(similarities, self._segment_starts)
         kept = best > 0
         return self._segment_rows[kept], best[kept], similarities

@@ -199,6 +199,7 @@ def reply_to_json(reply: Reply) -> dict:
         "explanation": reply.explanation(),
         "choices": [{"id": hit.passage.id, "section": hit.passage.section} for hit in reply.choices],
         "suggestions": list(reply.suggestions),
+        "lacking": reply.lacking,
     }
 
 

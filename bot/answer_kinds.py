@@ -3,7 +3,8 @@
 "What year was X first described?" can only be answered by a passage with a year in it; "can cats get
 X?" only by one that mentions cats. The cues and the evidence are regular expressions kept in
 bot/data/answer_kinds.toml. A question that asks for a kind its best passage has no evidence of feeds
-the `missing_answer_kind` feature of the answer-or-decline model (bot.abstention).
+the `missing_answer_kind` feature of the answer-or-decline model (bot.abstention). A kind marked `exact`
+(a figure, a date, a name) is decisive instead: the bot declines and says what the text lacks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from bot.retrieval import Retriever
 
 ANSWER_KINDS_FILE = "answer_kinds.toml"
-KIND_KEYS = {"name", "cues", "evidence", "same_words"}
+KIND_KEYS = {"name", "cues", "evidence", "same_words", "exact"}
 ESCAPE = re.compile(r"\\.|\(\?P")  # "\B", "\W", "(?P<": upper-case letters a lower-case cue may still hold
 
 
@@ -31,6 +32,7 @@ class AnswerKind:
     cue: re.Pattern[str]  # any of the kind's cues, searched in the question's folded (lower-case) words joined by spaces
     evidence: re.Pattern[str] | None  # any of its evidence, searched in the passage text; None: only same_words
     same_words: frozenset[str] = frozenset()  # a passage with one of these that the cue matched can answer too
+    exact: str = ""  # the answer is a figure, a date or a name, and this says what ("doses"): "" for other kinds
 
     def asked_by(self, question: str) -> str | None:
         """The text a cue matched in the (folded) question, or None."""
@@ -92,10 +94,14 @@ def _kind(entry: object, label: str) -> AnswerKind:
     same_words = entry.get("same_words", "")
     if not isinstance(same_words, str):
         raise DataFileError(f"data file {label}: `same_words` of kind {entry['name']!r} must be a string of words")
+    exact = entry.get("exact", "")
+    if not isinstance(exact, str):
+        raise DataFileError(f"data file {label}: `exact` of kind {entry['name']!r} must be a string (what the text lacks)")
     cue = _any_of(entry, "cues", label)
     if cue is None:
         raise DataFileError(f"data file {label}: kind {entry['name']!r} needs `cues`")
-    return AnswerKind(entry["name"], cue, _any_of(entry, "evidence", label, re.IGNORECASE), frozenset(words(same_words)))
+    evidence = _any_of(entry, "evidence", label, re.IGNORECASE)
+    return AnswerKind(entry["name"], cue, evidence, frozenset(words(same_words)), exact)
 
 
 def load_answer_kinds(source: str = ANSWER_KINDS_FILE) -> tuple[AnswerKind, ...]:
@@ -120,6 +126,15 @@ def missing_kinds(
     if not about_the_subject():
         return [kind.name for kind, _ in asked]
     return [kind.name for kind, cue_text in asked if not kind.evidenced_in(passage, cue_text)]
+
+
+def lacking_exact_kind(
+    kinds: tuple[AnswerKind, ...], question_words: tuple[str, ...], passage: Passage,
+    about_the_subject: Callable[[], bool] = lambda: True,
+) -> AnswerKind | None:
+    """The first exact kind of answer the question asks for that the passage cannot give, or None."""
+    missing = set(missing_kinds(tuple(k for k in kinds if k.exact), question_words, passage, about_the_subject))
+    return next((kind for kind in kinds if kind.name in missing), None)
 
 
 def mentions_every_specialised_word(question_words: tuple[str, ...], passage: Passage, retriever: Retriever) -> bool:

@@ -40,7 +40,7 @@ SIGNS = {
 
 @dataclass(frozen=True)
 class Row:
-    features: dict[str, float] | None  # None: a hard rule declines it (no hit, or a score below the floor)
+    features: dict[str, float] | None  # None: a hard rule declines it (see collect_rows)
     on_topic: bool
     right_on_top: bool  # the best passage is a right one
 
@@ -48,7 +48,10 @@ class Row:
 def collect_rows(chatbot: Chatbot, items: list[Item]) -> list[Row]:
     def row(item: Item) -> Row:
         result = chatbot.search(item.question)
-        features = chatbot.match_features(result) if chatbot.passes_hard_rules(result) else None
+        # Declined whatever the model says: no passage, a score below the floor, or an exact answer
+        # (a figure, a date, a name) the best passage cannot give.
+        passes = chatbot.passes_hard_rules(result) and chatbot.lacking_exact_answer(result) is None
+        features = chatbot.match_features(result) if passes else None
         right = bool(result.hits) and item.on_topic and rank_in([result.hits[0].passage], item.phrases) == 1
         return Row(features, item.on_topic, right)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.abstention import AbstentionModels, load_abstention_models, match_features
-from bot.answer_kinds import AnswerKind, load_answer_kinds
+from bot.answer_kinds import AnswerKind, lacking_exact_kind, load_answer_kinds, mentions_every_specialised_word
 from bot.corpus import Passage, load_passages
 from bot.retrieval import (
     STOP_WORDS, DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions,
@@ -38,7 +38,7 @@ IDLE_TIMEOUT_SECONDS = 30 * 60
 FOLLOW_UP_WORDS = frozenset({"it", "its", "this", "that", "these", "those", "they", "them", "their"})
 REQUIRED_MESSAGES = (
     "preamble", "escalation", "answer_intro", "passage_heading", "decline", "urgent_no_answer",
-    "empty", "truncated", "corrections", "help", "no_more", "no_question",
+    "empty", "truncated", "corrections", "help", "no_more", "no_question", "decline_detail",
 )
 
 
@@ -84,6 +84,7 @@ class Reply:
     passage_heading: str = "From “{section}”:"
     choices: tuple[Hit, ...] = ()  # close passages of different sections, offered instead of a guess
     choices_intro: str = "Your question fits more than one topic. Which one do you mean?"
+    lacking: str | None = None  # declined for this exact kind of answer the best passage cannot give ("dose")
 
     def explanation(self) -> dict[str, object]:
         """Why the top passage matched: corrected words, synonym expansions, words in common, the
@@ -286,17 +287,23 @@ class Chatbot:
             notices.append(self.messages["corrections"].format(pairs=pairs))
         # A follow-up was searched with its topic's words; what it asks for is in its own words.
         own_words = self.retriever.analyse(message).words if borrowed else None
-        if not self.confident(result, own_words):
-            decline = (
-                self.messages["urgent_no_answer"]
-                if flags
-                else self.messages["decline"].format(topics="; ".join(self.topics()))
-            )
+        confident = self.confident(result, own_words)
+        # "How many months does recovery from GBS take?" matches the GBS passage well, but it has no figure.
+        lacking = self.lacking_exact_answer(result, own_words) if confident else None
+        if not confident or lacking:
+            if flags:
+                decline = self.messages["urgent_no_answer"]
+            elif lacking:
+                decline = self.messages["decline_detail"].format(section=result.hits[0].passage.section, lacks=lacking.exact)
+            else:
+                decline = self.messages["decline"].format(topics="; ".join(self.topics()))
             if not flags and self.feedback is not None:
                 self.feedback.record("declined", message, [])
             reply = Reply(
                 question=message, notices=tuple(notices), decline=decline,
-                analysis=result.query, candidates=result.hits, **base,
+                analysis=result.query, candidates=result.hits,
+                suggestions=(result.hits[0].passage.section,) if lacking else (),
+                lacking=lacking.name if lacking else None, **base,
             )
         elif self.ambiguous(result.hits):
             choices = result.hits[:2]
@@ -386,6 +393,17 @@ class Chatbot:
     def match_features(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> dict[str, float]:
         """What the answer-or-decline model reads about a search result with at least one hit."""
         return match_features(result, self.retriever, self.answer_kinds, question_words)
+
+    def lacking_exact_answer(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> AnswerKind | None:
+        """An exact kind of answer (a figure, a date, a name) the question asks for and the best passage
+        cannot give: then the bot declines however well the passage matches (bot.answer_kinds)."""
+        if not result.hits:
+            return None
+        top = result.hits[0].passage
+        return lacking_exact_kind(
+            self.answer_kinds, result.query.words if question_words is None else question_words, top,
+            lambda: mentions_every_specialised_word(result.query.words, top, self.retriever),
+        )
 
     def passes_hard_rules(self, result: SearchResult) -> bool:
         """A passage was found and its score reaches the floor."""

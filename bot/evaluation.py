@@ -19,6 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
+from scipy.sparse.csgraph import connected_components
+from sklearn.feature_extraction.text import TfidfVectorizer
+
 from bot.chat import DEFAULT_CORPUS_DIR, Chatbot, Conversation, Reply
 from bot.corpus import Passage
 
@@ -28,6 +31,10 @@ RANK_DEPTH = 3
 T = TypeVar("T")
 # Folds of the cross-validation used when the questions are also the bot's example questions.
 FOLDS = 5
+# Cosine (tf-idf over analysed terms) at which two questions count as near copies and share a fold.
+NEAR_COPY = 0.75
+# Joins a question's analysed terms into one string; terms may hold spaces ("arm tingl"), never this.
+TERM_SEPARATOR = "|"
 
 
 class EvalFileError(Exception):
@@ -142,25 +149,45 @@ def evaluate(chatbot: Chatbot, items: list[Item], folds: int = FOLDS) -> list[Ou
 def cross_validated(chatbot: Chatbot, items: list[Item], run: Callable[[Item], T], folds: int = FOLDS) -> list[T]:
     """`run` for every item, in item order. When the bot's example questions include some of these
     questions, each fold is run with the examples of the other folds only: no question is ever
-    answered with the help of its own example, nor of one that reads the same after analysis
-    ("myasthinia gravis" and "myastenia gravis"), which always falls in the same fold."""
+    answered with the help of its own example, nor of a near copy of it ("myasthinia gravis" and
+    "myastenia gravis"; "what happens if the heart muscle is weak" and "what happens when the heart
+    muscle becomes weak?"), which always falls in the same fold (see `near_copy_groups`)."""
     retriever = chatbot.retriever
     examples = retriever.example_list
-    key = lru_cache(maxsize=None)(lambda question: " ".join(sorted(set(retriever.example_terms(question)))))
+    key = lru_cache(maxsize=None)(lambda question: TERM_SEPARATOR.join(sorted(set(retriever.example_terms(question)))))
     known = {key(e.question) for e in examples}
     if not any(key(item.question) in known for item in items):
         return [run(item) for item in items]
+    group = near_copy_groups([key(q) for q in [*(e.question for e in examples), *(i.question for i in items)]])
+    fold_of = lambda question: zlib.crc32(group[key(question)].encode()) % folds  # noqa: E731
     results: dict[int, T] = {}
     try:
         for fold in range(folds):
-            members = {n: item for n, item in enumerate(items) if zlib.crc32(key(item.question).encode()) % folds == fold}
-            left_out = {key(item.question) for item in members.values()}
-            retriever.use_examples([e for e in examples if key(e.question) not in left_out])
-            for n, item in members.items():
-                results[n] = run(item)
+            retriever.use_examples([e for e in examples if fold_of(e.question) != fold])
+            for n, item in enumerate(items):
+                if fold_of(item.question) == fold:
+                    results[n] = run(item)
     finally:
         retriever.use_examples(examples)
     return [results[n] for n in range(len(items))]
+
+
+def near_copy_groups(readings: list[str]) -> dict[str, str]:
+    """Each reading (a question's analysed terms joined by TERM_SEPARATOR) mapped to its group's name:
+    readings are joined, directly or through others, when the cosine of their tf-idf weighted terms is
+    at least NEAR_COPY. Question sets written in batches hold paraphrases of one question; a fold must
+    keep them together, or a nearest-example feature is credited with answering a question it has seen."""
+    unique = sorted(set(readings))
+    if not any(unique):
+        return {reading: reading for reading in unique}
+    split = lambda reading: reading.split(TERM_SEPARATOR) if reading else []  # noqa: E731
+    vectors = TfidfVectorizer(analyzer=split, sublinear_tf=True).fit_transform(unique)
+    near = (vectors @ vectors.T).tocsr()
+    near.data = near.data >= NEAR_COPY - 1e-9
+    near.eliminate_zeros()
+    _, labels = connected_components(near, directed=False)
+    name = {label: reading for label, reading in reversed(list(zip(labels, unique)))}  # the first reading of each group
+    return {reading: name[label] for reading, label in zip(unique, labels)}
 
 
 def metrics(outcomes: list[Outcome]) -> dict[str, float | int | None]:

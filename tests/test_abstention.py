@@ -118,7 +118,7 @@ def test_a_weight_that_is_not_a_number_is_refused(tmp_path: Path, monkeypatch: p
 
 def test_the_bundled_model_is_what_calibrate_fits_on_the_bundled_set(tmp_path: Path) -> None:
     output = tmp_path / "abstention.toml"
-    result = run_bot("calibrate", "--output", str(output))
+    result = run_bot("calibrate", "--output", str(output), timeout=300)  # a full cross-validated fit
     assert result.returncode == 0, result.stderr
     assert "Cross-validated, with examples at threshold" in result.stdout and "without examples" in result.stdout
     # Re-run `python -m bot calibrate` after changing the question set or the example questions.

@@ -53,6 +53,15 @@ def _missing(question: str, passage: Passage = PLAIN) -> list[str]:
         ("how much water should I drink a day", "amount"),
         ("tell me a joke about weak muscles", "creative"),
         ("write me a short poem about myasthenia", "creative"),
+        ("how many minutes should I leave ice on my elbow", "time in numbers"),
+        ("how many months does it take to recover from guillain barre", "time in numbers"),
+        ("how often should i do the hand exercises", "frequency"),
+        ("how many times a day should i drink the mint tea", "frequency"),
+        ("which brand of ice pack is best for tennis elbow", "brand or model"),
+        ("which TENS unit model is best after a stroke", "brand or model"),
+        ("what time of day should i take my myasthenia tablets", "time of day"),
+        ("what CRP level is too high", "lab value"),
+        ("at what exact age do children get myasthenia", "age"),
     ],
 )
 def test_a_question_asking_for_a_kind_the_passage_lacks_is_flagged(question: str, kind: str) -> None:
@@ -82,6 +91,10 @@ def test_a_question_asking_for_a_kind_the_passage_lacks_is_flagged(question: str
         "is it normal for my energy levels to drop when my muscles are weak",  # not a measurement
         "will my kids have to look after me",  # not heredity
         "can my daughter have polymyositis at 12",
+        "how often is surgery needed for a pinched nerve in the spine",  # how common, not how often to do it
+        "what can make myasthenic syndrome develop",  # "make" is no brand
+        "best shoes for tired weak legs",
+        "my muscles ached and felt weak after eating something bad",  # no time of day asked
     ],
 )
 def test_ordinary_questions_ask_for_no_special_kind(question: str) -> None:
@@ -108,6 +121,12 @@ def test_evidence_must_be_about_the_kind_not_a_word_that_happens_to_match() -> N
     assert _missing("at what age does als usually start", at_fever) == ["age"]  # numbers, but no ages
     course = Passage("t-7", "t.txt", "Polymyositis", "Polymyositis cannot be completely cured.")
     assert _missing("how long does polymyositis last", course) == []  # the course answers it
+    slow = Passage("t-10", "t.txt", "Nerves", "Recovery occurs on its own, although it is a slow process.")
+    assert _missing("how long does a compressed nerve take to recover", slow) == []  # "a slow process" answers how long...
+    assert _missing("how many months does a compressed nerve take to recover", slow) == ["time in numbers"]  # ...not how many months
+    timed = Passage("t-11", "t.txt", "ALS", "Many people with ALS die within 3 to 5 years; rest for 20–30 minutes.")
+    assert _missing("how many years do people live with als", timed) == []
+    assert _missing("how many minutes should i rest", timed) == []
 
 
 def test_evidence_counts_only_in_a_passage_about_the_subject() -> None:
@@ -139,6 +158,43 @@ def test_the_bundled_model_weighs_a_missing_kind_against_answering() -> None:
     assert models.without_examples.weights["missing_answer_kind"] < 0
 
 
+def test_an_exact_answer_the_passage_lacks_is_declined_however_well_it_matches(
+    chatbot: Chatbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    question = "how many months does it take to recover from guillain barre"
+    result = chatbot.search(question)
+    gbs = result.hits[0].passage
+    assert "guillain" in gbs.section.casefold()  # the right topic...
+    assert chatbot.lacking_exact_answer(result).name == "time in numbers"  # ...but no figure in it
+    monkeypatch.setattr(chatbot, "confident", lambda *args: True)  # however sure the model is
+    reply = chatbot.reply(question, Conversation())
+    assert not reply.answered and reply.lacking == "time in numbers"
+    assert f"covers “{gbs.section}”, but it does not give a number of minutes, days, weeks or years" in reply.text()
+    assert reply.suggestions == (gbs.section,)  # offered instead, to read what the text does say
+    assert chatbot.section_reply(gbs.section, Conversation()).answered
+    # a kind that is not exact ("is it contagious") is weighed by the model, not decisive
+    assert chatbot.lacking_exact_answer(chatbot.search("is myasthenia gravis contagious")) is None
+    assert chatbot.lacking_exact_answer(chatbot.search("how many years do people with als live")) is None  # "3 to 5 years"
+    assert chatbot.reply("how many years do people with als live", Conversation()).answered
+
+
+def test_the_bundled_model_would_answer_some_questions_the_exact_kinds_decline(chatbot: Chatbot) -> None:
+    questions = [
+        "how many people get guillain barre syndrome",
+        "how often should i do exercise therapy for weak muscles",
+        "how many weeks does recovery from a pinched nerve in the arm take",
+    ]
+    confident = [question for question in questions if chatbot.confident(chatbot.search(question))]
+    assert confident  # the rule is needed with this calibration...
+    assert not any(chatbot.reply(question, Conversation()).answered for question in questions)  # ...and declines them
+
+
+def test_an_urgent_question_for_a_missing_figure_still_leads_with_the_escalation(chatbot: Chatbot) -> None:
+    reply = chatbot.reply("my speech is slurred, how many hours do i have to get to hospital", Conversation())
+    assert reply.urgent and reply.text().startswith("🚨 URGENT") and not reply.answered
+    assert "does not give" not in reply.text()  # the emergency is the whole message
+
+
 @pytest.mark.parametrize(
     "question",
     [
@@ -149,6 +205,9 @@ def test_the_bundled_model_weighs_a_missing_kind_against_answering() -> None:
         "how many people get ALS each year",
         "how much does a thymectomy cost",
         "is myasthenia gravis contagious",
+        "how many minutes should I leave ice on my tennis elbow",
+        "which brand of ice pack is best for tennis elbow",
+        "how often should i do manual therapy for my weak legs",
         "at what age does ALS usually start",
         # the ALS passage's "die within 3 to 5 years" is not about myasthenia gravis
         "what is the life expectancy with myasthenia gravis",
@@ -202,6 +261,7 @@ def test_a_follow_up_is_read_for_what_it_asks_not_for_the_topic_it_borrows(chatb
         ("[[kinds]]\nname = 'x'\ncues = 'a'\n", "must be a list"),
         ("[[kinds]]\nname = 'x'\ncues = ['a']\nevidense = ['b']\n", "unknown keys: evidense"),
         ("[[kinds]]\nname = 'x'\ncues = ['a']\nsame_words = true\n", "must be a string of words"),
+        ("[[kinds]]\nname = 'x'\ncues = ['a']\nexact = true\n", "`exact` of kind 'x' must be a string"),
         ("[[kind]]\nname = 'x'\ncues = ['a']\n", "expected only [[kinds]] tables, found kind"),
         ("kinds = 5\n", "expected only [[kinds]] tables"),
         ("[[kinds]]\nname = 'x'\ncues = ['a{4294967296}']\n", "bad regular expression in `cues` of kind 'x' ('a{4294967296}')"),

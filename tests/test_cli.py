@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,14 @@ from tests.conftest import CORPUS_DIR, REPO
 CONTRACT_KEYS = {"question", "reply", "urgent", "red_flags", "answered", "passages"}
 
 
-def run_bot(*args: str, stdin: str = "", env_extra: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+def run_bot(
+    *args: str, stdin: str = "", env_extra: dict | None = None, cwd: Path = REPO, timeout: float = 60
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "EMERGENCY_", "LOG_"))}
     env.update(env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
-        timeout=60, env=env, cwd=cwd,
+        timeout=timeout, env=env, cwd=cwd,
     )
 
 
@@ -50,6 +53,22 @@ def test_ask_reads_one_question_per_stdin_line() -> None:
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["question"] for r in rows] == ["what is ALS", "how do I bake bread"]
     assert rows[0]["answered"] and not rows[1]["answered"] and rows[1]["passages"] == []
+    assert rows[0]["lacking"] is None and rows[1]["lacking"] is None
+
+
+def always_confident_data_dir(folder: Path) -> dict[str, str]:
+    """A BOT_DATA_DIR whose answer-or-decline model answers whatever passes the hard rules, so that a
+    test of what the exact answer kinds decline does not hang on the calibration."""
+    bundled = (REPO / "bot" / "data" / "abstention.toml").read_text(encoding="utf-8")
+    (folder / "abstention.toml").write_text(re.sub(r"(?m)^threshold = .*$", "threshold = 0.0001", bundled), encoding="utf-8")
+    return {"BOT_DATA_DIR": str(folder)}
+
+
+def test_ask_json_says_which_exact_answer_the_text_lacks(tmp_path: Path) -> None:
+    result = run_bot("ask", "--json", "how many people get ALS each year", env_extra=always_confident_data_dir(tmp_path))
+    [row] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert not row["answered"] and row["passages"] == [] and row["lacking"] == "prevalence"
+    assert "does not give figures on how many people have it" in row["reply"] and row["suggestions"]
 
 
 def test_ask_plain_text_and_corpus_option(tmp_path: Path) -> None:

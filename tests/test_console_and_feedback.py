@@ -11,7 +11,7 @@ import pytest
 
 from bot.chat import Chatbot
 from bot.feedback import FeedbackStore
-from tests.test_cli import run_bot
+from tests.test_cli import always_confident_data_dir, run_bot
 
 
 def test_console_numbers_more_and_why() -> None:
@@ -38,6 +38,17 @@ def test_console_numbered_topic_is_answered_from_that_section(question: str, num
     title = out.split(f"\n  {number}. ", 1)[1].splitlines()[0]
     after = out.split(f"({title})", 1)[1]
     assert after.split("From “", 1)[1].startswith(f"{title}”"), (title, after[:400])
+
+
+def test_console_offers_the_topic_of_a_decline_for_a_missing_figure(tmp_path: Path) -> None:
+    env = always_confident_data_dir(tmp_path)
+    result = run_bot("console", stdin="how many people get ALS each year\n1\n", env_extra=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "but it does not give figures on how many people have it" in out
+    title = out.split("\n  1. ", 1)[1].splitlines()[0]
+    assert "ALS" in title
+    assert out.split(f"({title})", 1)[1].split("From “", 1)[1].startswith(f"{title}”")  # typing 1 reads it
 
 
 def test_console_more_before_any_question_says_there_is_none() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from bot.chat import Chatbot, Conversation
 from bot.corpus import Passage
-from bot.evaluation import DEFAULT_QUESTIONS, Item, evaluate, load_items
+from bot.evaluation import DEFAULT_QUESTIONS, TERM_SEPARATOR, Item, evaluate, load_items, near_copy_groups
 from bot.examples import Example, ExampleFileError, ExampleIndex, parse_examples, tie_to_passages
 from bot.retrieval import DataFileError, Retriever, load_examples
 from bot.text import words
@@ -127,6 +127,32 @@ def test_evaluation_never_answers_a_question_with_its_own_example(passages: list
     [outcome] = evaluate(bot, [Item(question, ALS)])
     assert outcome.rank != 1  # ...but left out while that question is evaluated
     assert bot.retriever.examples.questions == [question]  # and restored afterwards
+
+
+def test_near_copies_share_a_fold_so_neither_answers_the_other(passages: list[Passage]) -> None:
+    als = _passage(passages, ALS)
+    seen = "the illness that the famous physicist stephen hawking had"
+    near_copy = "the illness that the famous physicist stephen hawking had for years"
+    one = Chatbot(passages, retriever=Retriever(passages, examples=[Example(seen, ALS, als.section)]))
+    assert one.reply(near_copy, Conversation()).candidates[0].passage == als  # an example answers its near copy
+    both = [Example(seen, ALS, als.section), Example(near_copy, ALS, als.section)]
+    bot = Chatbot(passages, retriever=Retriever(passages, examples=both))
+    outcomes = evaluate(bot, [Item(seen, ALS), Item(near_copy, ALS)])
+    assert [outcome.rank == 1 for outcome in outcomes] == [False, False]  # cross-validated, neither is helped
+
+
+def test_near_copy_groups_join_paraphrases_and_nothing_else(chatbot: Chatbot) -> None:
+    read = lambda q: TERM_SEPARATOR.join(sorted(set(chatbot.retriever.example_terms(q))))  # noqa: E731
+    questions = [
+        "the illness that the famous physicist stephen hawking had",
+        "the illness that the famous physicist stephen hawking had for years",  # a near copy of the first
+        "which illness stephen hawking had",  # half the words of the first: not a copy
+        "bread",
+    ]
+    group = near_copy_groups([read(q) for q in questions])
+    names = [group[read(q)] for q in questions]
+    assert names[0] == names[1] and len(set(names)) == 3
+    assert near_copy_groups([]) == {} and near_copy_groups([""]) == {"": ""}
 
 
 def test_malformed_example_lines_name_the_line() -> None:

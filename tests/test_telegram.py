@@ -328,6 +328,22 @@ def test_choices_come_with_a_button_per_topic(
     assert chosen == chatbot.section_reply(offered.suggestions[1], Conversation()).text()
 
 
+def test_a_decline_for_a_missing_figure_offers_its_topic_as_a_button(
+    api: FakeBotAPI, bot: BotThread, chatbot: Chatbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat = 1023
+    monkeypatch.setattr(chatbot, "confident", lambda *args: True)  # the exact kind declines it, not the model
+    question = "how many people get ALS each year"
+    declined = chatbot.reply(question, Conversation())
+    assert not declined.answered and declined.suggestions
+    api.push_message(chat, question)
+    assert wait_plain(api, chat, 1)[0] == declined.text()
+    buttons = [b for row in messages(api, chat)[0]["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b["callback_data"][0] for b in buttons] == ["t"]  # the topic only: nothing to rate, no "More"
+    api.push_callback_query(chat, buttons[0]["callback_data"])
+    assert wait_plain(api, chat, 2)[1] == chatbot.section_reply(declined.suggestions[0], Conversation()).text()
+
+
 def test_buttons_of_a_dropped_chat_state_expire(
     api: FakeBotAPI, bot: BotThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:

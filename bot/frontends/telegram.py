@@ -374,9 +374,10 @@ class TelegramFrontend:
             )
 
     async def send_reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE, reply: Reply) -> None:
-        """Send a core reply, with topic, "More" and rating buttons under answers."""
+        """Send a core reply, with topic, "More" and rating buttons under answers (topic buttons only
+        under "which one do you mean?" and under a decline that offers the topic it does cover)."""
         keyboard = None
-        if reply.answered or reply.choices:
+        if reply.answered or reply.choices or reply.suggestions:
             state = chat_state(context.chat_data)
             conversation = state.conversation
             state.serial += 1
@@ -386,7 +387,7 @@ class TelegramFrontend:
                 passage_ids=[hit.passage.id for hit in reply.hits],
                 suggestions=reply.suggestions[:3],
                 can_more=reply.answered and conversation.shown < len(conversation.last_hits),
-                rated=not reply.answered,  # "which one do you mean?" gets topic buttons only
+                rated=not reply.answered,  # nothing to rate without an answer
             )
             state.replies[serial] = record
             if reply.answered:

@@ -292,7 +292,7 @@ class Chatbot:
         lacking = self.lacking_exact_answer(result, own_words) if confident else None
         if not confident or lacking:
             if flags:
-                decline = self.messages["urgent_no_answer"]
+                decline, lacking = self.messages["urgent_no_answer"], None  # the emergency comes alone
             elif lacking:
                 decline = self.messages["decline_detail"].format(section=result.hits[0].passage.section, lacks=lacking.exact)
             else:

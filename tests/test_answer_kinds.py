@@ -189,10 +189,15 @@ def test_the_bundled_model_would_answer_some_questions_the_exact_kinds_decline(c
     assert not any(chatbot.reply(question, Conversation()).answered for question in questions)  # ...and declines them
 
 
-def test_an_urgent_question_for_a_missing_figure_still_leads_with_the_escalation(chatbot: Chatbot) -> None:
-    reply = chatbot.reply("my speech is slurred, how many hours do i have to get to hospital", Conversation())
+def test_an_urgent_question_for_a_missing_figure_still_leads_with_the_escalation(
+    chatbot: Chatbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    question = "my speech is slurred, how many people get als each year"
+    assert chatbot.lacking_exact_answer(chatbot.search(question)) is not None
+    monkeypatch.setattr(chatbot, "confident", lambda *args: True)
+    reply = chatbot.reply(question, Conversation())
     assert reply.urgent and reply.text().startswith("🚨 URGENT") and not reply.answered
-    assert "does not give" not in reply.text()  # the emergency is the whole message
+    assert "does not give" not in reply.text() and not reply.suggestions  # the emergency comes alone
 
 
 @pytest.mark.parametrize(

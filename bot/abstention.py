@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.answer_kinds import AnswerKind, mentions_every_specialised_word, missing_kinds
+from bot.answer_kinds import AnswerKind, missing_from_best_passage
 from bot.retrieval import DataFileError, content_words, load_labelled_toml
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ FEATURES = (
     "log_content_words",  # log(1 + number of content words)
     "known_word_share",  # share of content words the corpus or the synonym map knows
     "topic_log_odds",  # the topic classifier's log-odds that the question is about the corpus (bot.classifiers)
-    "missing_answer_kind",  # it asks for a kind of answer (a year, a price) the passage has none of (bot.answer_kinds)
+    "missing_answer_kind",  # it asks for a kind of answer the passage has none of ("is it contagious"; bot.answer_kinds)
     "off_topic_overlap",  # what it shares, beyond the passage's words, with its closest off-topic example (bot.examples)
 )
 
@@ -67,10 +67,10 @@ def match_features(
         "known_word_share": len(known) / len(content) if content else 0.0,
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus
         "topic_log_odds": retriever.topic.log_odds(result.terms) if retriever.topic else 0.0,
-        "missing_answer_kind": float(bool(missing_kinds(
-            kinds, result.query.words if question_words is None else question_words, top.passage,
-            lambda: mentions_every_specialised_word(result.query.words, top.passage, retriever),
-        ))),
+        # An exact kind (a figure, a date, a name) is not weighed: the bot declines without it (bot.chat).
+        "missing_answer_kind": float(any(
+            not kind.exact for kind in missing_from_best_passage(kinds, result, retriever, question_words)
+        )),
         "off_topic_overlap": retriever.off_topic_examples.closest_overlap(list(result.terms), explained=top.matched_terms),
     }
 

@@ -19,7 +19,7 @@ from bot.retrieval import DataFileError, load_labelled_toml
 from bot.text import words
 
 if TYPE_CHECKING:
-    from bot.retrieval import Retriever
+    from bot.retrieval import Retriever, SearchResult
 
 ANSWER_KINDS_FILE = "answer_kinds.toml"
 KIND_KEYS = {"name", "cues", "evidence", "same_words", "exact"}
@@ -128,13 +128,17 @@ def missing_kinds(
     return [kind.name for kind, cue_text in asked if not kind.evidenced_in(passage, cue_text)]
 
 
-def lacking_exact_kind(
-    kinds: tuple[AnswerKind, ...], question_words: tuple[str, ...], passage: Passage,
-    about_the_subject: Callable[[], bool] = lambda: True,
-) -> AnswerKind | None:
-    """The first exact kind of answer the question asks for that the passage cannot give, or None."""
-    missing = set(missing_kinds(tuple(k for k in kinds if k.exact), question_words, passage, about_the_subject))
-    return next((kind for kind in kinds if kind.name in missing), None)
+def missing_from_best_passage(
+    kinds: tuple[AnswerKind, ...], result: SearchResult, retriever: Retriever,
+    question_words: tuple[str, ...] | None = None,
+) -> tuple[AnswerKind, ...]:
+    """The kinds of answer the question asks for that the best passage of a search result (with at least
+    one hit) cannot give. What is asked is read from `question_words` when given (a follow-up's own
+    words, not the topic it borrowed); the subject the passage must be about, from all the words searched."""
+    top = result.hits[0].passage
+    asked = result.query.words if question_words is None else question_words
+    missing = set(missing_kinds(kinds, asked, top, lambda: mentions_every_specialised_word(result.query.words, top, retriever)))
+    return tuple(kind for kind in kinds if kind.name in missing)
 
 
 def mentions_every_specialised_word(question_words: tuple[str, ...], passage: Passage, retriever: Retriever) -> bool:

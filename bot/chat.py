@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.abstention import AbstentionModels, load_abstention_models, match_features
-from bot.answer_kinds import AnswerKind, lacking_exact_kind, load_answer_kinds, mentions_every_specialised_word
+from bot.answer_kinds import AnswerKind, load_answer_kinds, missing_from_best_passage
 from bot.corpus import Passage, load_passages
 from bot.retrieval import (
     STOP_WORDS, DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions,
@@ -340,6 +340,9 @@ class Chatbot:
             return self.reply(title, conversation)
         if conversation is not None:
             conversation.touch()
+            offered = self.offered_passage(title, conversation)
+            if offered is not None:
+                section = [offered] + [p for p in section if p != offered]
         flags = detect_red_flags(title, self.lexicon)  # the same check as for a typed message
         result = self.retriever.search(title, limit=3)  # for related sections and /why
         scored = {hit.passage.id: hit for hit in result.hits}
@@ -359,6 +362,17 @@ class Chatbot:
             conversation.topic_section = title
             conversation.remember(title, reply)
         return reply
+
+    @staticmethod
+    def offered_passage(title: str, conversation: Conversation) -> Passage | None:
+        """The passage of section `title` that the last reply declined for lacking an exact answer
+        ("which brand of ice pack for tennis elbow": the tennis elbow passage of "Hand injury"), which
+        the offered topic then opens at; None otherwise."""
+        last = conversation.last_reply
+        if last is None or not last.lacking or not last.candidates:
+            return None
+        passage = last.candidates[0].passage
+        return passage if passage.section == title else None
 
     def search(self, message: str, conversation: Conversation | None = None) -> SearchResult:
         """Retrieve for a message; a follow-up ("can it be cured?") borrows the previous topic's words."""
@@ -399,11 +413,8 @@ class Chatbot:
         cannot give: then the bot declines however well the passage matches (bot.answer_kinds)."""
         if not result.hits:
             return None
-        top = result.hits[0].passage
-        return lacking_exact_kind(
-            self.answer_kinds, result.query.words if question_words is None else question_words, top,
-            lambda: mentions_every_specialised_word(result.query.words, top, self.retriever),
-        )
+        missing = missing_from_best_passage(self.answer_kinds, result, self.retriever, question_words)
+        return next((kind for kind in missing if kind.exact), None)
 
     def passes_hard_rules(self, result: SearchResult) -> bool:
         """A passage was found and its score reaches the floor."""

@@ -19,11 +19,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
+import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from bot.chat import DEFAULT_CORPUS_DIR, Chatbot, Conversation, Reply
 from bot.corpus import Passage
+from bot.retrieval import Retriever
 
 DEFAULT_QUESTIONS = DEFAULT_CORPUS_DIR.parent / "eval" / "questions.jsonl"
 SPLITS = ("dev", "heldout")
@@ -35,6 +37,8 @@ FOLDS = 5
 NEAR_COPY = 0.75
 # Joins a question's analysed terms into one string; terms may hold spaces ("arm tingl"), never this.
 TERM_SEPARATOR = "|"
+# Questions compared with all the others at a time when grouping near copies (bounds the memory used).
+NEAR_COPY_BLOCK = 1000
 
 
 class EvalFileError(Exception):
@@ -154,7 +158,7 @@ def cross_validated(chatbot: Chatbot, items: list[Item], run: Callable[[Item], T
     muscle becomes weak?"), which always falls in the same fold (see `near_copy_groups`)."""
     retriever = chatbot.retriever
     examples = retriever.example_list
-    key = lru_cache(maxsize=None)(lambda question: TERM_SEPARATOR.join(sorted(set(retriever.example_terms(question)))))
+    key = lru_cache(maxsize=None)(lambda question: reading(retriever, question))
     known = {key(e.question) for e in examples}
     if not any(key(item.question) in known for item in items):
         return [run(item) for item in items]
@@ -172,8 +176,14 @@ def cross_validated(chatbot: Chatbot, items: list[Item], run: Callable[[Item], T
     return [results[n] for n in range(len(items))]
 
 
+def reading(retriever: Retriever, question: str) -> str:
+    """How the example index reads a question: its analysed terms (word pairs included), sorted, once
+    each, joined by TERM_SEPARATOR. Two questions that read the same are the same question."""
+    return TERM_SEPARATOR.join(sorted(set(retriever.example_terms(question))))
+
+
 def near_copy_groups(readings: list[str]) -> dict[str, str]:
-    """Each reading (a question's analysed terms joined by TERM_SEPARATOR) mapped to its group's name:
+    """Each reading (see `reading`) mapped to its group's name:
     readings are joined, directly or through others, when the cosine of their tf-idf weighted terms is
     at least NEAR_COPY. Question sets written in batches hold paraphrases of one question; a fold must
     keep them together, or a nearest-example feature is credited with answering a question it has seen."""
@@ -181,13 +191,20 @@ def near_copy_groups(readings: list[str]) -> dict[str, str]:
     if not any(unique):
         return {reading: reading for reading in unique}
     split = lambda reading: reading.split(TERM_SEPARATOR) if reading else []  # noqa: E731
-    vectors = TfidfVectorizer(analyzer=split, sublinear_tf=True).fit_transform(unique)
-    near = (vectors @ vectors.T).tocsr()
-    near.data = near.data >= NEAR_COPY - 1e-9
-    near.eliminate_zeros()
+    vectors = TfidfVectorizer(analyzer=split, sublinear_tf=True).fit_transform(unique).tocsr()
+    near = sp.vstack([_near_pairs(vectors[start : start + NEAR_COPY_BLOCK], vectors) for start in range(0, len(unique), NEAR_COPY_BLOCK)])
     _, labels = connected_components(near, directed=False)
     name = {label: reading for label, reading in reversed(list(zip(labels, unique)))}  # the first reading of each group
     return {reading: name[label] for reading, label in zip(unique, labels)}
+
+
+def _near_pairs(block: sp.csr_matrix, vectors: sp.csr_matrix) -> sp.csr_matrix:
+    """Which rows of `block` are near copies of which rows of `vectors`: a block at a time, since common
+    words make the full product of thousands of questions hold tens of millions of pairs."""
+    near = (block @ vectors.T).tocsr()
+    near.data = near.data >= NEAR_COPY - 1e-9
+    near.eliminate_zeros()
+    return near
 
 
 def metrics(outcomes: list[Outcome]) -> dict[str, float | int | None]:

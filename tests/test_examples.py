@@ -6,7 +6,7 @@ import pytest
 
 from bot.chat import Chatbot, Conversation
 from bot.corpus import Passage
-from bot.evaluation import DEFAULT_QUESTIONS, TERM_SEPARATOR, Item, evaluate, load_items, near_copy_groups
+from bot.evaluation import DEFAULT_QUESTIONS, Item, evaluate, load_items, near_copy_groups, reading
 from bot.examples import Example, ExampleFileError, ExampleIndex, parse_examples, tie_to_passages
 from bot.retrieval import DataFileError, Retriever, load_examples
 from bot.text import words
@@ -142,7 +142,7 @@ def test_near_copies_share_a_fold_so_neither_answers_the_other(passages: list[Pa
 
 
 def test_near_copy_groups_join_paraphrases_and_nothing_else(chatbot: Chatbot) -> None:
-    read = lambda q: TERM_SEPARATOR.join(sorted(set(chatbot.retriever.example_terms(q))))  # noqa: E731
+    read = lambda q: reading(chatbot.retriever, q)  # noqa: E731
     questions = [
         "the illness that the famous physicist stephen hawking had",
         "the illness that the famous physicist stephen hawking had for years",  # a near copy of the first

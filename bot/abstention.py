@@ -43,11 +43,14 @@ FEATURES = (
 
 def match_features(
     result: SearchResult, retriever: Retriever, kinds: tuple[AnswerKind, ...] = (),
-    question_words: tuple[str, ...] | None = None,
+    question_words: tuple[str, ...] | None = None, missing: tuple[AnswerKind, ...] | None = None,
 ) -> dict[str, float]:
     """The features of a search result (with at least one hit) that the model reads. The kind of answer
     asked for is read from `question_words` when given: a follow-up's own words, not the topic it
-    borrowed; the subject the passage must be about is read from all the words searched."""
+    borrowed; the subject the passage must be about is read from all the words searched. `missing`: the
+    kinds the best passage lacks, when the caller has already read them."""
+    if missing is None:
+        missing = missing_from_best_passage(kinds, result, retriever, question_words)
     hits = result.hits
     top = hits[0]
     content = content_words(result.query.words)
@@ -68,9 +71,7 @@ def match_features(
         # 0 (undecided) without a classifier: no off-topic example questions for this corpus
         "topic_log_odds": retriever.topic.log_odds(result.terms) if retriever.topic else 0.0,
         # An exact kind (a figure, a date, a name) is not weighed: the bot declines without it (bot.chat).
-        "missing_answer_kind": float(any(
-            not kind.exact for kind in missing_from_best_passage(kinds, result, retriever, question_words)
-        )),
+        "missing_answer_kind": float(any(not kind.exact for kind in missing)),
         "off_topic_overlap": retriever.off_topic_examples.closest_overlap(list(result.terms), explained=top.matched_terms),
     }
 

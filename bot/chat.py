@@ -287,9 +287,10 @@ class Chatbot:
             notices.append(self.messages["corrections"].format(pairs=pairs))
         # A follow-up was searched with its topic's words; what it asks for is in its own words.
         own_words = self.retriever.analyse(message).words if borrowed else None
-        confident = self.confident(result, own_words)
+        missing = self.missing_kinds(result, own_words)  # read once, for the model and the exact rule
+        confident = self.confident(result, own_words, missing)
         # "How many months does recovery from GBS take?" matches the GBS passage well, but it has no figure.
-        lacking = self.lacking_exact_answer(result, own_words) if confident else None
+        lacking = next((kind for kind in missing if kind.exact), None) if confident else None
         if not confident or lacking:
             if flags:
                 decline, lacking = self.messages["urgent_no_answer"], None  # the emergency comes alone
@@ -396,25 +397,34 @@ class Chatbot:
             and hits[0].score - hits[1].score < self.ambiguity_margin
         )
 
-    def confident(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> bool:
-        """Answer only a question the fitted model judges to be about the corpus, with a good enough match."""
+    def confident(
+        self, result: SearchResult, question_words: tuple[str, ...] | None = None,
+        missing: tuple[AnswerKind, ...] | None = None,
+    ) -> bool:
+        """Answer only a question the fitted model judges to be about the corpus, with a good enough match.
+        `missing`: the kinds of answer the best passage lacks, when already read (`missing_kinds`)."""
         if not self.passes_hard_rules(result):
             return False
         # Past the hard rules, the fitted model decides: "weak wifi signal" has an anchor word but matches
         # little of any passage; "hard to get out of a chair" has none but is close to known questions.
-        return self.abstention.for_retriever(self.retriever).answers(self.match_features(result, question_words))
+        features = self.match_features(result, question_words, missing)
+        return self.abstention.for_retriever(self.retriever).answers(features)
 
-    def match_features(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> dict[str, float]:
+    def match_features(
+        self, result: SearchResult, question_words: tuple[str, ...] | None = None,
+        missing: tuple[AnswerKind, ...] | None = None,
+    ) -> dict[str, float]:
         """What the answer-or-decline model reads about a search result with at least one hit."""
-        return match_features(result, self.retriever, self.answer_kinds, question_words)
+        return match_features(result, self.retriever, self.answer_kinds, question_words, missing)
+
+    def missing_kinds(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> tuple[AnswerKind, ...]:
+        """The kinds of answer the question asks for that the best passage cannot give (none without a hit)."""
+        return missing_from_best_passage(self.answer_kinds, result, self.retriever, question_words) if result.hits else ()
 
     def lacking_exact_answer(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> AnswerKind | None:
         """An exact kind of answer (a figure, a date, a name) the question asks for and the best passage
         cannot give: then the bot declines however well the passage matches (bot.answer_kinds)."""
-        if not result.hits:
-            return None
-        missing = missing_from_best_passage(self.answer_kinds, result, self.retriever, question_words)
-        return next((kind for kind in missing if kind.exact), None)
+        return next((kind for kind in self.missing_kinds(result, question_words) if kind.exact), None)
 
     def passes_hard_rules(self, result: SearchResult) -> bool:
         """A passage was found and its score reaches the floor."""

@@ -141,6 +141,11 @@ def missing_from_best_passage(
     return tuple(kind for kind in kinds if kind.name in missing)
 
 
+def first_exact(kinds: tuple[AnswerKind, ...]) -> AnswerKind | None:
+    """The first exact kind (a figure, a date, a name) among these, or None."""
+    return next((kind for kind in kinds if kind.exact), None)
+
+
 def mentions_every_specialised_word(question_words: tuple[str, ...], passage: Passage, retriever: Retriever) -> bool:
     """The passage (or its section title) has every specialised corpus word of the question
     ("myasthenia", "polymyositis"): it is about what the question is about."""

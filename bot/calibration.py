@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.abstention import ABSTENTION_FILE, DEFAULT_MIN_HIT1, FEATURES, AbstentionModel, AbstentionModels
+from bot.answer_kinds import first_exact
 from bot.chat import Chatbot
 from bot.evaluation import DEFAULT_QUESTIONS, Item, cross_validated, load_items, rank_in
 from bot.retrieval import DATA_DIR_VARIABLE
@@ -50,8 +51,9 @@ def collect_rows(chatbot: Chatbot, items: list[Item]) -> list[Row]:
         result = chatbot.search(item.question)
         # Declined whatever the model says: no passage, a score below the floor, or an exact answer
         # (a figure, a date, a name) the best passage cannot give.
-        passes = chatbot.passes_hard_rules(result) and chatbot.lacking_exact_answer(result) is None
-        features = chatbot.match_features(result) if passes else None
+        missing = chatbot.missing_kinds(result)  # read once, for the rule and the features
+        passes = chatbot.passes_hard_rules(result) and first_exact(missing) is None
+        features = chatbot.match_features(result, missing=missing) if passes else None
         right = bool(result.hits) and item.on_topic and rank_in([result.hits[0].passage], item.phrases) == 1
         return Row(features, item.on_topic, right)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.abstention import AbstentionModels, load_abstention_models, match_features
-from bot.answer_kinds import AnswerKind, load_answer_kinds, missing_from_best_passage
+from bot.answer_kinds import AnswerKind, first_exact, load_answer_kinds, missing_from_best_passage
 from bot.corpus import Passage, load_passages
 from bot.retrieval import (
     STOP_WORDS, DataFileError, Hit, QueryAnalysis, Retriever, SearchResult, load_toml, section_suggestions,
@@ -290,7 +290,7 @@ class Chatbot:
         missing = self.missing_kinds(result, own_words)  # read once, for the model and the exact rule
         confident = self.confident(result, own_words, missing)
         # "How many months does recovery from GBS take?" matches the GBS passage well, but it has no figure.
-        lacking = next((kind for kind in missing if kind.exact), None) if confident else None
+        lacking = first_exact(missing) if confident else None
         if not confident or lacking:
             if flags:
                 decline, lacking = self.messages["urgent_no_answer"], None  # the emergency comes alone
@@ -424,7 +424,7 @@ class Chatbot:
     def lacking_exact_answer(self, result: SearchResult, question_words: tuple[str, ...] | None = None) -> AnswerKind | None:
         """An exact kind of answer (a figure, a date, a name) the question asks for and the best passage
         cannot give: then the bot declines however well the passage matches (bot.answer_kinds)."""
-        return next((kind for kind in self.missing_kinds(result, question_words) if kind.exact), None)
+        return first_exact(self.missing_kinds(result, question_words))
 
     def passes_hard_rules(self, result: SearchResult) -> bool:
         """A passage was found and its score reaches the floor."""
